@@ -1,0 +1,60 @@
+/**
+ * lbc as a library:
+ *
+ *   import { parseSpec, compile } from 'lbc';
+ *   const ir = parseSpec(readFileSync('spec.yaml', 'utf8'), 'spec.yaml');
+ *   const { files, diagnostics } = compile(ir, 'nftables');
+ *
+ * Invalid specs and targets that cannot express a spec throw LbcError, whose
+ * `diagnostics` lists every problem with file, line and column.
+ */
+import { DiagnosticBag, LbcError, sortDiagnostics, type Diagnostic } from './diagnostics/diagnostic.js';
+import type { IR } from './ir/types.js';
+import { validateSpec } from './ir/validate.js';
+import { parseSpecText } from './spec/parse.js';
+import { TARGETS, targetNames } from './targets/registry.js';
+import { compileForTarget, type EmitOptions, type TargetResult } from './targets/target.js';
+
+export type { Diagnostic, SourceLocation, Severity } from './diagnostics/diagnostic.js';
+export { LbcError, formatDiagnostic } from './diagnostics/diagnostic.js';
+export type * from './ir/types.js';
+export type { OutputFile, TargetDefinition, TargetResult, EmitOptions, Support, ApplyContext } from './targets/target.js';
+export { TARGETS, targetNames } from './targets/registry.js';
+
+/** Validate a spec; never throws on bad input. `ir` is null when there are errors. */
+export function checkSpec(text: string, file = '<spec>'): { ir: IR | null; diagnostics: Diagnostic[] } {
+  const bag = new DiagnosticBag();
+  const { root } = parseSpecText(text, file, bag);
+  const ir = root && !bag.hasErrors ? validateSpec(root, file, bag) : null;
+  return { ir: bag.hasErrors ? null : ir, diagnostics: sortDiagnostics(bag.items) };
+}
+
+/** Parse and validate a spec (YAML or JSON text). Throws LbcError listing every problem. */
+export function parseSpec(text: string, file = '<spec>'): IR {
+  const { ir, diagnostics } = checkSpec(text, file);
+  if (!ir) throw new LbcError(diagnostics);
+  return ir;
+}
+
+export interface CompileOptions {
+  /** File name used in messages when `input` is spec text. */
+  file?: string;
+  /** Target-specific knobs. */
+  emit?: EmitOptions;
+}
+
+/**
+ * Compile spec text or an IR for one target. Throws LbcError when the spec is
+ * invalid or the target cannot express it; warnings and notes come back in
+ * `diagnostics` beside the files.
+ */
+export function compile(input: string | IR, target: string, options: CompileOptions = {}): TargetResult {
+  const ir = typeof input === 'string' ? parseSpec(input, options.file) : input;
+  const def = TARGETS.get(target);
+  if (!def) {
+    throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${target}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
+  }
+  const result = compileForTarget(def, ir, options.emit ?? {});
+  if (result.diagnostics.some((d) => d.severity === 'error')) throw new LbcError(sortDiagnostics(result.diagnostics));
+  return { files: result.files, diagnostics: sortDiagnostics(result.diagnostics) };
+}

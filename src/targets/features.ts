@@ -1,0 +1,65 @@
+/**
+ * The features a service uses, each with the spec position that asks for it.
+ * Targets declare support per feature (targets/capability.ts); this module is
+ * the one place that decides which features a service needs.
+ */
+import type { SourceLocation } from '../diagnostics/diagnostic.js';
+import type { Service } from '../ir/types.js';
+import { primaries } from '../ir/types.js';
+
+export const FEATURES = {
+  'mode.nth': 'exact rotation (mode nth)',
+  'mode.random': 'weighted random choice (mode random)',
+  'mode.hash': 'hashing to a backend (mode hash)',
+  'hash.fields': 'hashing on fields other than the source address',
+  weights: 'unequal backend weights',
+  sticky: 'source-address affinity (sticky)',
+  'protocol.udp': 'UDP services',
+  'family.ipv6': 'IPv6 services',
+  'vip.none': 'a service without a vip (any local address)',
+  'vip.cidr': 'a vip that is a CIDR block',
+  interface: 'restricting a service to an inbound interface',
+  'backend.local': 'a backend that is a port on the balancer itself',
+  'backend.port': 'a backend port different from the service port',
+  'backend.ports-differ': 'backends on different ports within one service',
+  local: 'balancing connections made on the balancer itself (local: true)',
+  health: 'health checks',
+  backup: 'backup backends',
+} as const;
+
+export type Feature = keyof typeof FEATURES;
+
+export interface FeatureUse {
+  feature: Feature;
+  location: SourceLocation;
+}
+
+export function featuresOf(svc: Service): FeatureUse[] {
+  const uses: FeatureUse[] = [];
+  const at = (feature: Feature, location: SourceLocation | undefined) =>
+    uses.push({ feature, location: location ?? svc.loc.service });
+  const modeLoc = svc.loc.mode ?? svc.loc.service;
+  at(`mode.${svc.mode}` as Feature, modeLoc);
+  if (svc.mode === 'hash' && !(svc.hashFields.length === 1 && svc.hashFields[0] === 'saddr')) at('hash.fields', svc.loc.hash);
+  const prim = primaries(svc);
+  const weighted = prim.find((b) => b.weight !== prim[0].weight);
+  if (weighted) at('weights', weighted.loc);
+  if (svc.sticky) at('sticky', svc.loc.sticky);
+  if (svc.protocol === 'udp') at('protocol.udp', svc.loc.protocol);
+  if (svc.family === 'ipv6') at('family.ipv6', svc.loc.vip ?? svc.loc.family ?? svc.loc.service);
+  if (!svc.vip) at('vip.none', svc.loc.service);
+  else if (!svc.vip.isHost) at('vip.cidr', svc.loc.vip);
+  if (svc.interface) at('interface', svc.loc.interface);
+  const localBe = svc.backends.find((b) => b.address === null);
+  if (localBe) at('backend.local', localBe.loc);
+  const otherPort = svc.backends.find((b) => b.port !== svc.port);
+  if (otherPort) at('backend.port', otherPort.loc);
+  const differing = svc.backends.find((b) => b.port !== svc.backends[0].port);
+  if (differing) at('backend.ports-differ', differing.loc);
+  if (svc.local) at('local', svc.loc.local);
+  const checked = svc.backends.find((b) => b.health);
+  if (checked) at('health', svc.loc.health ?? checked.loc);
+  const backup = svc.backends.find((b) => b.backup);
+  if (backup) at('backup', backup.loc);
+  return uses;
+}

@@ -1,0 +1,119 @@
+/**
+ * What a target is: a name, the address families it serves, a capability
+ * table, and an emitter. compileForTarget() refuses what the table says the
+ * target cannot do — with the spec position, the reason and the alternative —
+ * before the emitter ever runs, so emitters never meet a service they cannot
+ * express (the Capirca/Aerleon generator model).
+ */
+import type { Diagnostic } from '../diagnostics/diagnostic.js';
+import type { Family, IR, Service } from '../ir/types.js';
+import { FEATURES, featuresOf, type Feature } from './features.js';
+
+export interface OutputFile {
+  /** Suggested file name when writing a directory (e.g. "iptables.rules"). */
+  name: string;
+  content: string;
+  /** Mark executable when written (generated checker scripts). */
+  executable?: boolean;
+}
+
+export type Support =
+  | { level: 'yes'; note?: string }
+  /** Emitted, but only approximates the spec; the emitter says so in a comment too. */
+  | { level: 'approx'; note: string }
+  | { level: 'no'; why: string; instead: string };
+
+export type SupportRule = Support | ((svc: Service) => Support);
+
+export type CapabilityTable = Partial<Record<Feature, SupportRule>>;
+
+export interface EmitOptions {
+  /** Extra knobs a target understands (documented per target). */
+  [key: string]: unknown;
+}
+
+export interface TargetDefinition {
+  name: string;
+  /** One line for `lbc check` and --help. */
+  title: string;
+  /** Services of other families are left out with a note. */
+  families: readonly Family[];
+  /** Missing features are supported. */
+  capabilities: CapabilityTable;
+  /** Only called with services that passed the capability check. Must be deterministic. */
+  emit(ir: IR, options: EmitOptions): OutputFile[];
+  /**
+   * Load emitted files on this host atomically and idempotently, touching nothing lbc does not own.
+   * Absent for targets that cannot be applied here (BSD targets: their files are copied to the host).
+   */
+  apply?(files: OutputFile[], ctx: ApplyContext): Promise<void>;
+}
+
+/** What apply() may do on the host. In a dry run, run() only prints; query() always runs (read-only). */
+export interface ApplyContext {
+  dryRun: boolean;
+  /** Run a command that changes the host (printed instead in a dry run). Rejects with LbcError on failure. */
+  run(argv: string[], stdin?: string): Promise<void>;
+  /** Run a read-only command and return its stdout (e.g. iptables-save); runs in a dry run too. */
+  query(argv: string[]): Promise<string>;
+  /** One line to stderr. */
+  log(line: string): void;
+}
+
+export interface TargetResult {
+  files: OutputFile[];
+  /** Errors (nothing emitted), or warnings/notes to show beside the output. */
+  diagnostics: Diagnostic[];
+}
+
+export function supportFor(target: TargetDefinition, feature: Feature, svc: Service): Support {
+  const rule = target.capabilities[feature];
+  if (rule === undefined) return { level: 'yes' };
+  return typeof rule === 'function' ? rule(svc) : rule;
+}
+
+/** Capability diagnostics of one service on one target (errors for refusals, notes for approximations). */
+export function checkService(target: TargetDefinition, svc: Service): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const use of featuresOf(svc)) {
+    const s = supportFor(target, use.feature, svc);
+    if (s.level === 'no') {
+      out.push({
+        code: 'LBC3001',
+        severity: 'error',
+        message: `service "${svc.name}": target ${target.name} cannot express ${FEATURES[use.feature]}: ${s.why}`,
+        location: use.location,
+        notes: [s.instead],
+      });
+    } else if (s.level === 'approx') {
+      out.push({
+        code: 'LBC3002',
+        severity: 'warning',
+        message: `service "${svc.name}": target ${target.name} approximates ${FEATURES[use.feature]}: ${s.note}`,
+        location: use.location,
+      });
+    }
+  }
+  return out;
+}
+
+export function compileForTarget(target: TargetDefinition, ir: IR, options: EmitOptions = {}): TargetResult {
+  const diagnostics: Diagnostic[] = [];
+  const kept: Service[] = [];
+  for (const svc of ir.services) {
+    if (!target.families.includes(svc.family)) {
+      diagnostics.push({
+        code: 'LBC3003',
+        severity: 'note',
+        message: `service "${svc.name}" is ${svc.family === 'ipv4' ? 'IPv4' : 'IPv6'}; target ${target.name} serves ${target.families.join(' and ')} only, so it is left out`,
+        location: svc.loc.service,
+        notes: [svc.family === 'ipv6' && target.name === 'iptables' ? 'compile it with --target ip6tables' : svc.family === 'ipv4' && target.name === 'ip6tables' ? 'compile it with --target iptables' : 'use a target that serves this family'],
+      });
+      continue;
+    }
+    diagnostics.push(...checkService(target, svc));
+    kept.push(svc);
+  }
+  if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
+  return { files: target.emit({ ...ir, services: kept }, options), diagnostics };
+}
