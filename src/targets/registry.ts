@@ -1,0 +1,12 @@
+/** Every target lbc knows, by the name used on the command line. */
+import type { TargetDefinition } from './target.js';
+
+const targets: TargetDefinition[] = [
+  // targets are registered here, one import each
+];
+
+export const TARGETS: ReadonlyMap<string, TargetDefinition> = new Map(targets.map((t) => [t.name, t]));
+
+export function targetNames(): string[] {
+  return [...TARGETS.keys()];
+}
