@@ -52,10 +52,15 @@ export function featuresOf(svc: Service): FeatureUse[] {
   if (svc.interface) at('interface', svc.loc.interface);
   const localBe = svc.backends.find((b) => b.address === null);
   if (localBe) at('backend.local', localBe.loc);
-  const otherPort = svc.backends.find((b) => b.port !== svc.port);
+  // Ports are judged over the primaries: the static rules hold only them, and a backup pool is a
+  // separate pool (relayd's second "forward to", the agent's re-render) with its own single port.
+  const otherPort = prim.find((b) => b.port !== svc.port);
   if (otherPort) at('backend.port', otherPort.loc);
-  const differing = svc.backends.find((b) => b.port !== svc.backends[0].port);
+  const differing = prim.find((b) => b.port !== prim[0].port);
   if (differing) at('backend.ports-differ', differing.loc);
+  const backups = svc.backends.filter((b) => b.backup);
+  const backupDiffering = backups.find((b) => b.port !== backups[0].port);
+  if (backupDiffering) at('backend.ports-differ', backupDiffering.loc);
   if (svc.local) at('local', svc.loc.local);
   const checked = svc.backends.find((b) => b.health);
   if (checked) at('health', svc.loc.health ?? checked.loc);

@@ -1,8 +1,12 @@
 /** Every target lbc knows, by the name used on the command line. */
 import type { TargetDefinition } from './target.js';
+import { pfTarget } from './pf/index.js';
+import { pfOpenbsdTarget } from './pf-openbsd/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
+  pfTarget,
+  pfOpenbsdTarget,
 ];
 
 export const TARGETS: ReadonlyMap<string, TargetDefinition> = new Map(targets.map((t) => [t.name, t]));

@@ -1,0 +1,177 @@
+/**
+ * Pieces both pf targets share: names, loopback addresses, pool shapes and
+ * the rule head. Sources cited inline: FreeBSD and OpenBSD pf.conf(5),
+ * sbin/pfctl/parse.y, sys/netpfil/pf/pf_lb.c, sys/netpfil/pf/pf.c.
+ */
+import { createHash } from 'node:crypto';
+import { Address4, Address6 } from 'ip-address';
+import type { Backend, Family, Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { Support } from '../target.js';
+import { commentText } from '../text.js';
+
+/** lbc's table and tag names; service names are at most 16 characters, so these fit PF_TABLE_NAME_SIZE (32). */
+export const poolName = (svc: Service): string => `lbc-${svc.name}`;
+
+export function loopback(family: Family): string {
+  return family === 'ipv4' ? '127.0.0.1' : '::1';
+}
+
+export function backendAddress(svc: Service, b: Backend): string {
+  return b.address ?? loopback(svc.family);
+}
+
+/**
+ * A deterministic source-hash key: without one pfctl draws a random key at
+ * every load (pf.conf(5) POOL OPTIONS; parse.y hashkey), which would move
+ * every client to another backend on each reload. 32 hex digits as parse.y wants.
+ */
+export function hashKey(svc: Service): string {
+  return '0x' + createHash('md5').update(`lbc/${svc.name}`).digest('hex');
+}
+
+/** Same port and weight on every primary: one pool can carry the service. */
+export function isUniform(svc: Service): boolean {
+  const p = primaries(svc);
+  return p.every((b) => b.port === p[0].port && b.weight === p[0].weight);
+}
+
+/** The primaries' distinct (address, port) endpoints. */
+export function endpoints(svc: Service): { address: string; port: number }[] {
+  const seen = new Map<string, { address: string; port: number }>();
+  for (const b of primaries(svc)) {
+    const address = backendAddress(svc, b);
+    seen.set(`${address}|${b.port}`, { address, port: b.port });
+  }
+  return [...seen.values()];
+}
+
+function toBig(a: string): bigint {
+  return a.includes(':') ? new Address6(a).bigInt() : new Address4(a).bigInt();
+}
+
+/**
+ * The one CIDR block whose addresses are exactly the primaries' addresses
+ * (each once), or null. random, source-hash and bitmask pick inside a single
+ * block (pf.conf(5) POOL OPTIONS: "a single redirection address which has a
+ * subnet mask smaller than 32"), every address of the block counting once.
+ */
+export function exactBlock(svc: Service): { address: string; prefixLength: number } | null {
+  const addrs = primaries(svc).map((b) => backendAddress(svc, b));
+  if (new Set(addrs).size !== addrs.length) return null;
+  const n = addrs.length;
+  if ((n & (n - 1)) !== 0) return null;
+  const bits = svc.family === 'ipv4' ? 32 : 128;
+  const host = Math.log2(n);
+  const nums = addrs.map(toBig).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const start = nums[0];
+  if (start % BigInt(n) !== 0n) return null;
+  if (!nums.every((x, i) => x === start + BigInt(i))) return null;
+  const address = svc.family === 'ipv4' ? Address4.fromBigInt(start).correctForm() : Address6.fromBigInt(start).correctForm();
+  return { address, prefixLength: bits - host };
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Largest inline list lbc writes for weights by repetition. */
+export const MAX_REPEATED_ENTRIES = 64;
+
+export function reducedWeights(svc: Service): number[] {
+  const w = primaries(svc).map((b) => b.weight);
+  const g = w.reduce(gcd);
+  return w.map((x) => x / g);
+}
+
+/**
+ * Smooth weighted round-robin order (each step picks the largest running
+ * credit), so repeated entries interleave instead of coming in bursts.
+ */
+export function smoothOrder<T>(items: T[], weights: number[]): T[] {
+  const total = weights.reduce((s, x) => s + x, 0);
+  const credit = weights.map(() => 0);
+  const out: T[] = [];
+  for (let step = 0; step < total; step++) {
+    let best = 0;
+    for (let i = 0; i < items.length; i++) {
+      credit[i] += weights[i];
+      if (credit[i] > credit[best]) best = i;
+    }
+    credit[best] -= total;
+    out.push(items[best]);
+  }
+  return out;
+}
+
+/** "12.5%": four decimals at most; pfctl reads it with strtod and scales to UINT_MAX (parse.y probability). */
+export function percent(p: number): string {
+  return `${Number((p * 100).toFixed(4))}%`;
+}
+
+/**
+ * Conditional probabilities of a first-match cascade: rule i takes w_i of the
+ * weight still unassigned, the last rule takes the rest (no probability).
+ */
+export function cascade(weights: number[]): (number | null)[] {
+  let rest = weights.reduce((s, x) => s + x, 0);
+  return weights.map((w, i) => {
+    if (i === weights.length - 1) return null;
+    const p = w / rest;
+    rest -= w;
+    return p;
+  });
+}
+
+/** `[on IF] inet|inet6 proto P from any to DEST port N` */
+export function matchText(svc: Service): string {
+  const on = svc.interface ? `on ${svc.interface} ` : '';
+  const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
+  // vip null with an interface: `(IF)` follows the interface's addresses as they change (pf.conf(5) PARAMETERS).
+  const dest = svc.vip ? (svc.vip.isHost ? svc.vip.address : `${svc.vip.address}/${svc.vip.prefixLength}`) : `(${svc.interface})`;
+  return `${on}${af} proto ${svc.protocol} from any to ${dest} port ${svc.port}`;
+}
+
+/**
+ * Per-rule sticky timeout. `set timeout src.track` is global; instead the
+ * timeout is a state option of the rule that creates the state: pfctl accepts
+ * any dotted timeout name there (parse.y state_opt_item), and the kernel
+ * takes a source node's expiry from that rule (pf.c pf_src_tree_remove_state:
+ * s->rule.ptr->timeout[PFTM_SRC_NODE], applied to nat_src_node too). So
+ * services with different sticky timeouts do not fight over one global value.
+ */
+export function keepState(svc: Service): string {
+  return svc.sticky ? `keep state (src.track ${svc.sticky.timeoutSeconds})` : 'keep state';
+}
+
+/** BSD interface names start with a letter; ':' and '-' would be read as modifiers in `(IF)`. */
+export function interfaceSupport(svc: Service): Support {
+  if (svc.interface && !/^[A-Za-z][A-Za-z0-9_.]{0,14}$/.test(svc.interface)) {
+    return {
+      level: 'no',
+      why: `interface name "${svc.interface}" is not a BSD interface name pf.conf can take (letter first, then letters, digits, '.', '_')`,
+      instead: 'use the BSD name of the interface (e.g. em0, vtnet0, lagg0)',
+    };
+  }
+  return { level: 'yes' };
+}
+
+export function serviceComment(svc: Service, target: string): string[] {
+  const dest = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : svc.interface ? `(${svc.interface})` : 'any';
+  const lines = [
+    `service ${svc.name}: ${svc.protocol} ${dest} port ${svc.port}, mode ${svc.mode}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}`,
+  ];
+  for (const b of svc.backends) {
+    const addr = b.address ?? `${loopback(svc.family)} (on this host)`;
+    lines.push(`  backend ${addr} port ${b.port} weight ${b.weight}${b.backup ? ' backup: not in this ruleset' : ''}`);
+  }
+  if (svc.backends.some((b) => b.backup)) {
+    lines.push('  backups are not in this static ruleset; where the pool is a table, the health agent or relayd can put them in when every primary is down');
+  }
+  if (primaries(svc).some((b) => b.address === null)) {
+    lines.push(`  local backends: redirected to ${loopback(svc.family)}; pf.conf(5) warns this lets outside hosts reach daemons bound only to loopback`);
+    if (svc.family === 'ipv6') lines.push('  redirecting IPv6 to ::1 has not been tried on a BSD kernel by lbc');
+  }
+  void target;
+  return lines.map(commentText);
+}

@@ -1,0 +1,138 @@
+/**
+ * --target pf: FreeBSD's classic pf translation ruleset,
+ *   table <lbc-NAME> persist { … }
+ *   rdr on IF inet proto tcp from any to VIP port N tag lbc-NAME -> POOL port P POOLTYPE [sticky-address]
+ *   pass in quick on IF inet proto tcp all tagged lbc-NAME keep state (src.track S)
+ * as pf.conf(5) and sbin/pfctl/parse.y (natrule, pool_opts) of FreeBSD ≤ 14
+ * define it; FreeBSD 15 still accepts it.
+ */
+import type { IR, Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
+import { renderTemplate } from '../template.js';
+import { headerLines } from '../text.js';
+import {
+  MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
+  reducedWeights, serviceComment, smoothOrder,
+} from './common.js';
+
+const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
+
+export const pfCapabilities: CapabilityTable = {
+  'mode.nth': { level: 'yes', note: 'round-robin pool: the next backend for every new connection (new source with sticky)' },
+  'mode.random': (svc) =>
+    exactBlock(svc)
+      ? { level: 'yes', note: 'random pool over the one CIDR block the backends make up' }
+      : no(
+          'a classic rdr rule takes random only over a single CIDR block; a list or a table forces round-robin (pf.conf(5) POOL OPTIONS; pfctl: "only round-robin valid for multiple redirection addresses")',
+          'use --target pf-openbsd (weighted random by probability rules), mode nth (round-robin, same long-run shares), or backends that make up exactly one CIDR block',
+        ),
+  'mode.hash': (svc) =>
+    exactBlock(svc)
+      ? { level: 'yes', note: 'source-hash over the one CIDR block the backends make up, with a fixed key derived from the service name' }
+      : no(
+          'a classic rdr rule takes source-hash only over a single CIDR block; a list or a table forces round-robin (pf.conf(5) POOL OPTIONS)',
+          'use --target pf-openbsd (source-hash over a table), mode nth with sticky, or backends that make up exactly one CIDR block',
+        ),
+  'hash.fields': no('pf source-hash hashes the source address only', 'use hash: [saddr], or a netfilter target (iptables, nftables) for other fields'),
+  weights: (svc) => {
+    if (svc.mode !== 'nth') {
+      return no(
+        'random and source-hash pools are one CIDR block in which every address counts once',
+        'use mode nth (weights by repeating addresses in a round-robin list) or --target pf-openbsd (probability rules)',
+      );
+    }
+    const n = reducedWeights(svc).reduce((s, x) => s + x, 0);
+    if (n > MAX_REPEATED_ENTRIES) {
+      return no(
+        `weights are written by repeating addresses in a round-robin list; these weights need ${n} entries (limit ${MAX_REPEATED_ENTRIES})`,
+        'use smaller weights with the same ratios, or --target pf-openbsd',
+      );
+    }
+    return {
+      level: 'approx',
+      note: 'weights become repeated addresses in an inline round-robin list (FreeBSD has no table weights; pf_lb.c visits every list entry): exact shares per cycle, and the list is fixed at load time so a health agent cannot rewrite it',
+    };
+  },
+  sticky: (svc) =>
+    svc.mode === 'hash'
+      ? { level: 'yes', note: 'source-hash already sends a source to one backend while the pool is unchanged' }
+      : { level: 'yes', note: 'sticky-address with a per-rule src.track timeout on the pass rule' },
+  'vip.none': (svc) =>
+    svc.interface
+      ? { level: 'approx', note: `matches the addresses of ${svc.interface} ("to (${svc.interface})", updated when they change), not every local address` }
+      : no('a translation rule needs a destination and pf has no "any local address" short of listing them', 'give the service a vip, or an interface (the rule then matches that interface\'s addresses)'),
+  interface: interfaceSupport,
+  'backend.local': { level: 'yes', note: 'redirected to the loopback address (pf.conf(5) TRANSLATION: redirections may go "to the firewall itself")' },
+  'backend.ports-differ': no(
+    'a FreeBSD rdr rule has one redirection port for its whole pool ("-> pool port P"), and a port range there maps the matched port by offset, it does not rotate (pf_lb.c: nport = (dport - dst.port[0]) % size + proxy_port[0])',
+    'use --target pf-openbsd (one probability rule per backend) or --target ipnat, or give every instance its own address (e.g. loopback aliases 127.0.0.2, 127.0.0.3, …) on one port',
+  ),
+  local: no(
+    'pf translates packets passing an interface; connections the balancer itself opens to the vip are not redirected (pf.conf(5) TRANSLATION)',
+    'connect to a backend directly, or on Linux use --target iptables or nftables (output hook)',
+  ),
+  health: { level: 'yes', note: 'checks run in relayd or the lbc health agent, which rewrite table <lbc-NAME>; the ruleset itself has no checks' },
+  backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
+};
+
+interface Block {
+  comment: string[];
+  tables: string[];
+  rdr: string[];
+  pass: string[];
+}
+
+function serviceBlock(svc: Service): Block {
+  const name = poolName(svc);
+  const prim = primaries(svc);
+  const port = prim[0].port;
+  const comment = serviceComment(svc, 'pf');
+  const tables: string[] = [];
+  let pool: string;
+  if (svc.mode === 'nth') {
+    const weights = reducedWeights(svc);
+    if (weights.every((w) => w === weights[0])) {
+      // A persistent table: relayd or the health agent can replace its contents (pfctl -t lbc-NAME -T replace …).
+      const addrs = [...new Set(prim.map((b) => backendAddress(svc, b)))];
+      tables.push(`table <${name}> persist { ${addrs.join(', ')} }`);
+      pool = `<${name}> port ${port} round-robin`;
+    } else {
+      const order = smoothOrder(prim.map((b) => backendAddress(svc, b)), weights);
+      comment.push('approximation: weights by repetition in an inline round-robin list (FreeBSD tables have no weights)');
+      pool = `{ ${order.join(', ')} } port ${port} round-robin`;
+    }
+    if (svc.sticky) pool += ' sticky-address';
+  } else {
+    const block = exactBlock(svc)!;
+    const single = prim.length === 1;
+    const target = single ? block.address : `${block.address}/${block.prefixLength}`;
+    if (single) pool = `${target} port ${port}`;
+    else if (svc.mode === 'random') pool = `${target} port ${port} random${svc.sticky ? ' sticky-address' : ''}`;
+    else pool = `${target} port ${port} source-hash ${hashKey(svc)}`;
+  }
+  const on = svc.interface ? ` on ${svc.interface}` : '';
+  const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
+  return {
+    comment,
+    tables,
+    rdr: [`rdr ${matchText(svc)} tag ${name} -> ${pool}`],
+    pass: [`pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`],
+  };
+}
+
+function emit(ir: IR): OutputFile[] {
+  const content = renderTemplate('pf', 'pf.conf', {
+    header: headerLines('pf', ir.file),
+    services: ir.services.map(serviceBlock),
+  });
+  return [{ name: 'lbc.pf.conf', content }];
+}
+
+export const pfTarget: TargetDefinition = {
+  name: 'pf',
+  title: 'FreeBSD pf, classic rdr translation rules (FreeBSD ≤ 14, read by 15)',
+  families: ['ipv4', 'ipv6'],
+  capabilities: pfCapabilities,
+  emit,
+};
