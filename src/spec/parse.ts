@@ -6,8 +6,8 @@ import { Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, typ
 import { DiagnosticBag, type SourceLocation } from '../diagnostics/diagnostic.js';
 import type { SNode, SMapEntry } from './ast.js';
 
-/** Aliases can multiply a document (the "billion laughs"); a spec never needs more nodes than this. */
-const MAX_NODES = 2_000_000;
+/** Aliases can multiply a document (the "billion laughs"); no spec needs more nodes reached through aliases than this. */
+const MAX_ALIAS_NODES = 100_000;
 /** Deeper than any spec; stops runaway recursion on hostile input. */
 const MAX_DEPTH = 64;
 
@@ -42,15 +42,15 @@ export function parseSpecText(text: string, file: string, bag: DiagnosticBag): P
     return { root: null, file };
   }
   let count = 0;
-  const convert = (node: YNode | Alias | null, fallback: number, depth: number): SNode => {
-    if (++count > MAX_NODES || depth > MAX_DEPTH) {
+  const convert = (node: YNode | Alias | null, fallback: number, depth: number, viaAlias = false): SNode => {
+    if ((viaAlias && ++count > MAX_ALIAS_NODES) || depth > MAX_DEPTH) {
       throw new TooBig(at(node?.range?.[0] ?? fallback));
     }
     if (node === null) return { kind: 'scalar', value: null, quoted: false, loc: at(fallback) };
     if (isAlias(node)) {
       const target = node.resolve(doc);
       if (!target) return { kind: 'scalar', value: null, quoted: false, loc: at(node.range?.[0] ?? fallback) };
-      return convert(target as YNode, node.range?.[0] ?? fallback, depth + 1);
+      return convert(target as YNode, node.range?.[0] ?? fallback, depth + 1, true);
     }
     const start = node.range?.[0] ?? fallback;
     const loc = at(start);
@@ -63,12 +63,12 @@ export function parseSpecText(text: string, file: string, bag: DiagnosticBag): P
           bag.error('LBC1005', 'a key must be a plain word', at(kStart));
           continue;
         }
-        entries.push({ key: String(k.value), keyLoc: at(kStart), value: convert(pair.value as YNode | null, k.range?.[1] ?? kStart, depth + 1) });
+        entries.push({ key: String(k.value), keyLoc: at(kStart), value: convert(pair.value as YNode | null, k.range?.[1] ?? kStart, depth + 1, viaAlias) });
       }
       return { kind: 'map', entries, loc };
     }
     if (isSeq(node)) {
-      return { kind: 'seq', items: node.items.map((it) => convert(it as YNode | null, start, depth + 1)), loc };
+      return { kind: 'seq', items: node.items.map((it) => convert(it as YNode | null, start, depth + 1, viaAlias)), loc };
     }
     if (isScalar(node)) {
       const v = node.value;
