@@ -19,6 +19,7 @@ export const FEATURES = {
   'vip.none': 'a service without a vip (any local address)',
   'vip.cidr': 'a vip that is a CIDR block',
   interface: 'restricting a service to an inbound interface',
+  'interface.none': 'a service on every inbound interface (no interface given)',
   'backend.local': 'a backend that is a port on the balancer itself',
   'backend.port': 'a backend port different from the service port',
   'backend.ports-differ': 'backends on different ports within one service',
@@ -50,6 +51,7 @@ export function featuresOf(svc: Service): FeatureUse[] {
   if (!svc.vip) at('vip.none', svc.loc.service);
   else if (!svc.vip.isHost) at('vip.cidr', svc.loc.vip);
   if (svc.interface) at('interface', svc.loc.interface);
+  else at('interface.none', svc.loc.service);
   const localBe = svc.backends.find((b) => b.address === null);
   if (localBe) at('backend.local', localBe.loc);
   // Ports are judged over the primaries: the static rules hold only them, and a backup pool is a

@@ -2,11 +2,13 @@
 import type { TargetDefinition } from './target.js';
 import { pfTarget } from './pf/index.js';
 import { pfOpenbsdTarget } from './pf-openbsd/index.js';
+import { ipnatTarget } from './ipnat/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
   pfTarget,
   pfOpenbsdTarget,
+  ipnatTarget,
 ];
 
 export const TARGETS: ReadonlyMap<string, TargetDefinition> = new Map(targets.map((t) => [t.name, t]));

@@ -36,12 +36,19 @@ const both = [
   service({ name: 'dns', vip: '192.0.2.12', port: 53, protocol: 'udp', mode: 'hash', backends: [{ address: '10.0.1.0' }, { address: '10.0.1.1' }, { address: '10.0.1.2' }, { address: '10.0.1.3' }] }),
   service({ name: 'rnd', vip: '192.0.2.13', mode: 'random', sticky: { timeoutSeconds: 120 }, backends: [{ address: '10.0.2.4' }, { address: '10.0.2.5' }] }),
   service({ name: 'v6', vip: '2001:db8::10', port: 8080, backends: [{ address: '2001:db8:1::1', port: 80 }, { address: '2001:db8:1::2', port: 80 }], sticky: { timeoutSeconds: 60 } }),
-  service({ name: 'local6', vip: '2001:db8::11', port: 25, backends: [{ address: null, port: 2525 }] }),
+  service({ name: 'local4', vip: '192.0.2.14', port: 25, backends: [{ address: null, port: 2525 }] }),
   service({ name: 'ifaddr', vip: null, interface: 'vtnet0', port: 22, backends: [{ address: '10.0.3.1' }, { address: '10.0.3.2' }] }),
   service({ name: 'net', vip: '203.0.113.0/24', port: 80, backends: [{ address: '10.0.4.1' }, { address: '10.0.4.2' }, { address: '10.0.4.3', backup: true }] }),
 ];
 
 describe.each(targets)('round trip for $target.name', ({ target, dialect }) => {
+  it('refuses IPv6 local backends, which ::1 could never receive', () => {
+    const six = ir(service({ name: 'local6', vip: '2001:db8::11', port: 25, backends: [{ address: null, port: 2525 }] }));
+    const r = compileForTarget(target, six, {});
+    expect(r.files).toEqual([]);
+    expect(r.diagnostics.map((d) => d.message).join('\n')).toMatch(/::1/);
+  });
+
   it.each(both)('service $name means what the IR says', (svc) => {
     roundTrip(target, dialect, ir(svc));
   });

@@ -1,0 +1,163 @@
+/**
+ * IR -> ipnat.rules (rdr rules) and ipf.rules (the pass rules the translated
+ * traffic needs). Only called with services the capability table accepted:
+ * every service has an interface, a vip, mode nth.
+ *
+ * Forms used (FreeBSD ipnat.5 / ipnat_y.y, sys/netpfil/ipfilter/netinet/ip_nat.c):
+ * - one backend:        rdr IF VIP/LEN port P -> ADDR port BP tcp
+ * - several backends on one address with consecutive ports, equal weights,
+ *   no sticky:          rdr IF VIP/LEN port P -> ADDR port LO-HI tcp
+ *   One rule; each new connection gets the next port (ipf_nat_newrdr:
+ *   with a single left port, nport = in_dpnext++ wrapping at in_dpmax).
+ * - otherwise:          one `round-robin` rule per turn with the same left side;
+ *   the rule that made a translation moves to the end of its hash bucket
+ *   (ipf_nat_add), so the rules take turns in file order. A weight w is w
+ *   rules; identical rules are refused by the kernel (SIOCADNAT: EEXIST from
+ *   ipf_nat_cmp_rules), so repeats carry a `tag`, which rdr rules only set
+ *   on translated packets (ipf_nat_in) and which nothing here matches.
+ * - `sticky` needs round-robin (ipnat_y.y: "'sticky' for use with
+ *   round-robin/IP splitting only"); it pins the rule, so sticky services
+ *   always use one rule per turn.
+ * - The filter sees the translated destination (fil.c: ipf_nat_checkin runs
+ *   before the filter rules), so ipf.rules passes the backends, not the vip.
+ *   `flags S/SA` rather than `flags S`: the latter compares all flag bits and
+ *   would refuse SYNs carrying ECN bits.
+ */
+import type { Backend, IR, Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { OutputFile } from '../target.js';
+import { renderTemplate } from '../template.js';
+import { commentText, headerLines } from '../text.js';
+import { reducedWeights } from './capabilities.js';
+
+interface Block {
+  title: string;
+  notes: string[];
+  rules: string[];
+}
+
+/** Where a backend's traffic is sent: the text after "->" and the destination the filter then sees. */
+function destinationOf(svc: Service, b: Backend): { rhs: string; filterDst: string } {
+  const vip = svc.vip!;
+  if (b.address !== null) return { rhs: b.address, filterDst: `${b.address}/${svc.family === 'ipv4' ? 32 : 128}` };
+  // Local listener. IPv4: 127.0.0.1 as in ipnat.5's own example. IPv6: ::1 would be
+  // dropped by ip6_input (loopback destination on a non-loopback interface), so
+  // ::0/0 keeps the original destination (ipf_nat6_newrdr "0/0 - use the original
+  // destination address/port") and only the port changes.
+  if (svc.family === 'ipv4') return { rhs: '127.0.0.1', filterDst: '127.0.0.1/32' };
+  return { rhs: '::0/0', filterDst: `${vip.address}/${vip.prefixLength}` };
+}
+
+/** Smooth weighted round-robin order: deterministic, spreads each backend's turns. */
+function turnOrder(weights: number[]): number[] {
+  const total = weights.reduce((s, w) => s + w, 0);
+  const current = weights.map(() => 0);
+  const order: number[] = [];
+  for (let t = 0; t < total; t++) {
+    let best = 0;
+    for (let i = 0; i < weights.length; i++) {
+      current[i] += weights[i];
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= total;
+    order.push(best);
+  }
+  return order;
+}
+
+function consecutivePorts(backends: Backend[]): boolean {
+  return backends.every((b, i) => b.port === backends[0].port + i);
+}
+
+function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
+  const vip = svc.vip!;
+  const iface = svc.interface!;
+  const fam = svc.family === 'ipv6' ? ' inet6' : '';
+  const left = `rdr ${iface}${fam} ${vip.address}/${vip.prefixLength} port ${svc.port} ->`;
+  const proto = svc.protocol;
+  const prim = primaries(svc);
+  const dests = prim.map((b) => destinationOf(svc, b));
+  const notes: string[] = [];
+  const rules: string[] = [];
+  /** (filter destination, port) the rules send traffic to, in order of first use. */
+  const targets: { dst: string; port: number }[] = [];
+  const target = (dst: string, port: number) => {
+    if (!targets.some((t) => t.dst === dst && t.port === port)) targets.push({ dst, port });
+  };
+
+  const sameDest = dests.every((d) => d.rhs === dests[0].rhs);
+  const equalWeights = prim.every((b) => b.weight === prim[0].weight);
+  if (prim.length > 1 && sameDest && equalWeights && !svc.sticky && consecutivePorts(prim)) {
+    const lo = prim[0].port;
+    const hi = prim[prim.length - 1].port;
+    notes.push(`one rule hands out ports ${lo}-${hi} in turn, one per new connection`);
+    rules.push(`${left} ${dests[0].rhs} port ${lo}-${hi} ${proto}`);
+    prim.forEach((b) => target(dests[0].filterDst, b.port));
+  } else {
+    const turns = reducedWeights(prim.map((b) => b.weight));
+    const order = prim.length === 1 ? [0] : turnOrder(turns);
+    const rotate = prim.length > 1 || svc.sticky !== null;
+    if (prim.length > 1) notes.push('rules with the same left side and round-robin take turns, in this order');
+    if (turns.some((t) => t > 1)) notes.push('a backend with w turns has w rules; repeats differ only by a tag');
+    const seen = new Map<string, number>();
+    for (const i of order) {
+      const b = prim[i];
+      const d = dests[i];
+      const key = `${d.rhs}|${b.port}`;
+      const copy = (seen.get(key) ?? 0) + 1;
+      seen.set(key, copy);
+      const opts: string[] = [proto];
+      if (rotate) opts.push('round-robin');
+      if (svc.sticky) opts.push('sticky');
+      if (copy > 1) opts.push(`tag lbc${copy}`);
+      rules.push(`${left} ${d.rhs} port ${b.port} ${opts.join(' ')}`);
+      target(d.filterDst, b.port);
+    }
+  }
+  if (svc.sticky) {
+    notes.push(`sticky (approximate): a client keeps its backend while it has a live translation; the ${svc.sticky.timeoutSeconds} s idle timeout cannot be set`);
+  }
+  if (prim.some((b) => b.address === null)) {
+    notes.push(svc.family === 'ipv4' ? 'local backends: 127.0.0.1 (listen on 127.0.0.1 or on all addresses)' : 'local backends: ::0/0 keeps the destination the client used, which must be an address of this host');
+  }
+  const backups = svc.backends.filter((b) => b.backup);
+  if (backups.length) notes.push(`backups left out (used only while every primary is down): ${backups.map(backendText).join(', ')}`);
+  if (svc.backends.some((b) => b.health)) notes.push("health checks are run by lbc's agent, not by IPFilter");
+
+  const pass: string[] = [];
+  const flags = proto === 'tcp' ? ' flags S/SA' : '';
+  for (let i = 0; i < targets.length; ) {
+    let j = i;
+    while (j + 1 < targets.length && targets[j + 1].dst === targets[i].dst && targets[j + 1].port === targets[j].port + 1) j++;
+    const ports = i === j ? `port = ${targets[i].port}` : `port ${targets[i].port}:${targets[j].port}`;
+    pass.push(`pass in quick on ${iface} proto ${proto} from any to ${targets[i].dst} ${ports}${flags} keep state`);
+    i = j + 1;
+  }
+  const title = commentText(`service ${svc.name}: ${vip.address}/${vip.prefixLength} port ${svc.port}/${proto} on ${iface}`);
+  return {
+    nat: { title, notes: notes.map(commentText), rules },
+    filter: { title, notes: ['lets the redirected connections in (the filter sees the translated destination)'], rules: pass },
+  };
+}
+
+function backendText(b: Backend): string {
+  if (b.address === null) return `local port ${b.port}`;
+  return b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+}
+
+export function emitIpnat(ir: IR): OutputFile[] {
+  const blocks = ir.services.map(serviceBlocks);
+  const header = headerLines('ipnat', ir.file);
+  const nat = renderTemplate('ipnat', 'ipnat.rules', {
+    header: [...header, 'IPFilter NAT rules (ipnat.conf(5)); load with: ipnat -f ipnat.rules', 'The filter rules these redirections need are in ipf.rules.'],
+    services: blocks.map((b) => b.nat),
+  });
+  const filter = renderTemplate('ipnat', 'ipf.rules', {
+    header: [...header, 'IPFilter filter rules (ipf.conf(5)) for the redirections in ipnat.rules; load with: ipf -f ipf.rules', 'They are quick pass rules: put them before any rule that would block this traffic.'],
+    services: blocks.map((b) => b.filter),
+  });
+  return [
+    { name: 'ipnat.rules', content: nat },
+    { name: 'ipf.rules', content: filter },
+  ];
+}
