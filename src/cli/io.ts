@@ -5,6 +5,8 @@ import { LbcError } from '../diagnostics/diagnostic.js';
 import type { OutputFile } from '../targets/target.js';
 
 export function readSpec(path: string): { text: string; file: string } {
+  // yargs hands a lone "-" positional over as an empty string.
+  if (path === '') path = '-';
   try {
     if (path === '-') return { text: readFileSync(0, 'utf8'), file: '<stdin>' };
     return { text: readFileSync(path, 'utf8'), file: path };

@@ -30,7 +30,7 @@ function loadIR(specPath: string): IR {
 
 async function cmdCompile(args: { spec: string; target: string; output?: string }): Promise<number> {
   const { text, file } = readSpec(args.spec);
-  const result = compile(text, args.target, { file, emit: { specPath: args.spec === '-' ? null : args.spec } });
+  const result = compile(text, args.target, { file, emit: { specPath: args.spec === '-' || args.spec === '' ? null : args.spec } });
   report(result.diagnostics);
   if (args.output) {
     for (const p of writeOutputs(result.files, args.output)) err(`lbc: wrote ${p}`);
@@ -49,7 +49,7 @@ async function cmdApply(args: { spec: string; target: string; 'dry-run': boolean
     ]);
   }
   const ir = loadIR(args.spec);
-  const result = compile(ir, def.name, { emit: { specPath: args.spec === '-' ? null : args.spec } });
+  const result = compile(ir, def.name, { emit: { specPath: args.spec === '-' || args.spec === '' ? null : args.spec } });
   report(result.diagnostics);
   await def.apply(result.files, hostContext({ dryRun: args['dry-run'], log: (l) => err(`lbc: ${l}`) }));
   return 0;

@@ -2,12 +2,14 @@
 import type { TargetDefinition } from './target.js';
 import { pfTarget } from './pf/index.js';
 import { pfOpenbsdTarget } from './pf-openbsd/index.js';
+import { nftablesTarget } from './nftables/index.js';
 import { ipnatTarget } from './ipnat/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
   pfTarget,
   pfOpenbsdTarget,
+  nftablesTarget,
   ipnatTarget,
 ];
 

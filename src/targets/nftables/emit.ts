@@ -1,0 +1,88 @@
+/**
+ * Text of the nftables ruleset: one `nft -f` file holding lbc's `table inet lbc` (both families).
+ * The layout and the reasons for it are in layout.ts; this module only spells it.
+ */
+import type { IR, Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { OutputFile } from '../target.js';
+import { renderTemplate } from '../template.js';
+import { commentText, headerLines } from '../text.js';
+import { buildLayout, hashSeed, hex32, reducedWeights, STICKY_SET_SIZE, type Hook, type Layout } from './layout.js';
+
+export const RULES_FILE = 'nftables.nft';
+export const TABLE = 'inet lbc';
+
+/**
+ * Numeric priorities: -100 is NF_IP_PRI_NAT_DST (the `dstnat` keyword), written as a number because
+ * nft before 1.0.9 accepts `dstnat` on the prerouting hook only (nft(8), CHAINS, table of priority names).
+ */
+const HOOKS: Record<Hook, { chain: string; hook: string; comment: string }> = {
+  pre: { chain: 'prerouting', hook: 'prerouting', comment: 'Connections arriving from the network.' },
+  out: { chain: 'output', hook: 'output', comment: 'Connections made on this host (services with local: true).' },
+};
+
+function vipText(svc: Service): string {
+  const at = svc.vip ? (svc.vip.isHost ? svc.vip.address : `${svc.vip.address}/${svc.vip.prefixLength}`) : 'any local address';
+  const host = svc.family === 'ipv6' && svc.vip?.isHost ? `[${at}]` : at;
+  return svc.vip ? `${host}:${svc.port}` : `${at} port ${svc.port}`;
+}
+
+function serviceComments(svc: Service): string[] {
+  const prim = primaries(svc);
+  const w = reducedWeights(prim.map((b) => b.weight));
+  const sum = w.reduce((a, x) => a + x, 0);
+  let how = `${svc.mode}`;
+  if (svc.mode === 'hash') how += ` on ${svc.hashFields.join(', ')} (seed ${hex32(hashSeed(svc.name))})`;
+  const parts = [`service ${svc.name}: ${svc.protocol} ${vipText(svc)}`, `${how} over ${prim.length} backend${prim.length === 1 ? '' : 's'}`];
+  if (svc.interface) parts.push(`arriving on ${svc.interface}`);
+  if (svc.sticky) parts.push(`sticky ${svc.sticky.timeoutSeconds}s`);
+  if (svc.local) parts.push('also for local connections');
+  const lines = [parts.join(', ')];
+  prim.forEach((b, i) => {
+    const where = b.address === null ? `local port ${b.port}` : svc.family === 'ipv6' ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+    lines.push(`  backend ${b.index}: ${where}, share ${w[i]}/${sum}`);
+  });
+  for (const b of svc.backends.filter((x) => x.backup)) {
+    const where = b.address === null ? `local port ${b.port}` : `${b.address} port ${b.port}`;
+    lines.push(`  backup ${b.index}: ${where}, no traffic while a primary is up (lbc agent recompiles)`);
+  }
+  return lines.map(commentText);
+}
+
+export function renderLayout(ir: IR, layout: Layout): string {
+  const sets = layout.services.flatMap((c) =>
+    c.sets.map((s) => ({ name: s.name, type: s.type, timeout: `${s.timeoutSeconds}s`, size: STICKY_SET_SIZE })),
+  );
+  const maps = layout.dispatch.map((m) => ({
+    name: m.name,
+    comment: `${m.family === 'ipv4' ? 'IPv4' : 'IPv6'} services ${m.kind === 'host' ? 'on a host vip' : m.kind === 'cidr' ? 'on a CIDR vip' : 'without vip'}${m.hook === 'out' ? ', for local connections' : ''}.`,
+    type: m.type,
+    interval: m.interval,
+    elements: m.entries.map((e) => `${e.key} : ${e.verdict}`),
+  }));
+  const chains = [
+    ...layout.services.map((c) => ({
+      name: c.name,
+      comments: serviceComments(c.service),
+      rules: [...c.stickyRules, ...c.selection.map((r) => (r.condition ? `${r.condition} ${r.action}` : r.action))],
+    })),
+    ...layout.interfaceChains.map((c) => ({
+      name: c.name,
+      comments: ['Services sharing one vip, protocol and port, told apart by inbound interface.'],
+      rules: c.rules,
+    })),
+  ];
+  const hooks = (['pre', 'out'] as Hook[])
+    .map((h) => ({
+      name: HOOKS[h].chain,
+      hook: HOOKS[h].hook,
+      comment: `${HOOKS[h].comment} Host vips first, then CIDR vips (longest prefix first), then services without vip.`,
+      rules: layout.dispatch.filter((m) => m.hook === h).map((m) => m.rule),
+    }))
+    .filter((h) => h.rules.length > 0);
+  return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, maps, chains, hooks });
+}
+
+export function emitNftables(ir: IR): OutputFile[] {
+  return [{ name: RULES_FILE, content: renderLayout(ir, buildLayout(ir.services)) }];
+}
