@@ -28,9 +28,10 @@ function loadIR(specPath: string): IR {
   return ir;
 }
 
-async function cmdCompile(args: { spec: string; target: string; output?: string }): Promise<number> {
+async function cmdCompile(args: { spec: string; target: string; output?: string; 'agent-target'?: string; 'lbc-path'?: string }): Promise<number> {
   const { text, file } = readSpec(args.spec);
-  const result = compile(text, args.target, { file, emit: { specPath: args.spec === '-' || args.spec === '' ? null : args.spec } });
+  const emit = { specPath: args.spec === '-' || args.spec === '' ? null : args.spec, agentTarget: args['agent-target'], lbcPath: args['lbc-path'] };
+  const result = compile(text, args.target, { file, emit });
   report(result.diagnostics);
   if (args.output) {
     for (const p of writeOutputs(result.files, args.output)) err(`lbc: wrote ${p}`);
@@ -82,6 +83,14 @@ async function cmdCheck(args: { spec: string; target?: string[] }): Promise<numb
   return args.target && args.target.length > 0 && refused ? 1 : 0;
 }
 
+async function cmdAgent(args: { spec: string; target: string; 'dry-run': boolean }): Promise<number> {
+  const def = TARGETS.get(args.target);
+  if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${args.target}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
+  const ir = loadIR(args.spec);
+  const { runAgent } = await import('../agent/index.js');
+  return runAgent(ir, def, { log: err, dryRun: args['dry-run'] });
+}
+
 async function main(argv: string[]): Promise<number> {
   let code = 0;
   const run = (fn: () => Promise<number>) => async () => {
@@ -95,7 +104,13 @@ async function main(argv: string[]): Promise<number> {
     .command(
       'compile <spec>',
       'print (or write with -o) the configuration for one target; SPEC "-" reads standard input',
-      (y) => y.positional('spec', { type: 'string', demandOption: true }).option('target', { ...targetOpt, alias: 't' }).option('output', { alias: 'o', type: 'string', describe: 'write to FILE atomically (a directory when the target emits several files)' }),
+      (y) =>
+        y
+          .positional('spec', { type: 'string', demandOption: true })
+          .option('target', { ...targetOpt, alias: 't' })
+          .option('output', { alias: 'o', type: 'string', describe: 'write to FILE atomically (a directory when the target emits several files)' })
+          .option('agent-target', { type: 'string', describe: 'with --target systemd: the target the agent keeps loaded (default nftables)' })
+          .option('lbc-path', { type: 'string', describe: 'with --target systemd: absolute path of lbc in ExecStart (default /usr/local/bin/lbc)' }),
       (a) => {
         pending = run(() => cmdCompile(a as never))();
       },
@@ -116,7 +131,15 @@ async function main(argv: string[]): Promise<number> {
         pending = run(() => cmdCheck(a as never))();
       },
     )
-    .demandCommand(1, 'name a command: compile, apply or check')
+    .command(
+      'agent <spec>',
+      'health-check the backends and keep the live ruleset in step (runs in the foreground until SIGTERM)',
+      (y) => y.positional('spec', { type: 'string', demandOption: true }).option('target', { ...targetOpt, alias: 't' }).option('dry-run', { type: 'boolean', default: false, describe: 'run the checks but print the commands instead of running them' }),
+      (a) => {
+        pending = run(() => cmdAgent(a as never))();
+      },
+    )
+    .demandCommand(1, 'name a command: compile, apply, check or agent')
     .strict()
     .help()
     .version(false)

@@ -26,6 +26,7 @@ export const FEATURES = {
   local: 'balancing connections made on the balancer itself (local: true)',
   health: 'health checks',
   backup: 'backup backends',
+  'backup.port': 'backup backends on another port than the primaries',
 } as const;
 
 export type Feature = keyof typeof FEATURES;
@@ -63,6 +64,9 @@ export function featuresOf(svc: Service): FeatureUse[] {
   const backups = svc.backends.filter((b) => b.backup);
   const backupDiffering = backups.find((b) => b.port !== backups[0].port);
   if (backupDiffering) at('backend.ports-differ', backupDiffering.loc);
+  // Pool-based targets swap a backup into the same rule (pf table, relayd's second table), which has one port.
+  const backupOtherPort = backups.find((b) => !differing && b.port !== prim[0].port);
+  if (backupOtherPort) at('backup.port', backupOtherPort.loc);
   if (svc.local) at('local', svc.loc.local);
   const checked = svc.backends.find((b) => b.health);
   if (checked) at('health', svc.loc.health ?? checked.loc);

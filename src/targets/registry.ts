@@ -2,15 +2,24 @@
 import type { TargetDefinition } from './target.js';
 import { pfTarget } from './pf/index.js';
 import { pfOpenbsdTarget } from './pf-openbsd/index.js';
+import { iptablesTarget, ip6tablesTarget } from './iptables/index.js';
 import { nftablesTarget } from './nftables/index.js';
+import { iptablesConditionTarget } from './iptables-condition/index.js';
+import { relaydTarget } from './relayd/index.js';
 import { ipnatTarget } from './ipnat/index.js';
+import { makeSystemdTarget } from './systemd/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
   pfTarget,
   pfOpenbsdTarget,
+  iptablesTarget,
+  ip6tablesTarget,
   nftablesTarget,
+  iptablesConditionTarget,
+  relaydTarget,
   ipnatTarget,
+  makeSystemdTarget((name) => TARGETS.get(name)),
 ];
 
 export const TARGETS: ReadonlyMap<string, TargetDefinition> = new Map(targets.map((t) => [t.name, t]));

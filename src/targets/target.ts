@@ -115,5 +115,7 @@ export function compileForTarget(target: TargetDefinition, ir: IR, options: Emit
     kept.push(svc);
   }
   if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
-  return { files: target.emit({ ...ir, services: kept }, options), diagnostics };
+  // Every file ends with exactly one newline, whatever its template did: tools and diffs expect it.
+  const files = target.emit({ ...ir, services: kept }, options).map((f) => ({ ...f, content: f.content.replace(/\n*$/, '\n') }));
+  return { files, diagnostics };
 }

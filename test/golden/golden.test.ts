@@ -61,7 +61,8 @@ describe('golden outputs', () => {
           let out: string | null = null;
           let diags;
           try {
-            const r = compileForTarget(target, ir!, { specPath: rel });
+            // An absolute path stands in for where the spec would live on a host (the systemd unit needs one).
+            const r = compileForTarget(target, ir!, { specPath: `/etc/lbc/${fx}/${specName}` });
             diags = r.diagnostics;
             if (!r.diagnostics.some((d) => d.severity === 'error')) out = joinForStdout(r.files);
           } catch (e) {

@@ -22,7 +22,8 @@ const v6Block = fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.constantFrom(48
 const backendArb = (family: 'ipv4' | 'ipv6') =>
   fc.record({
     address: fc.option(family === 'ipv4' ? v4Host : v6Host, { freq: 4, nil: null }),
-    port: fc.integer({ min: 1, max: 65535 }),
+    // Mostly one shared port (what pool-based targets can express), sometimes any port.
+    port: fc.oneof({ weight: 4, arbitrary: fc.constant(8080) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 65535 }) }),
     weight: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 })),
     backup: fc.boolean(),
   });

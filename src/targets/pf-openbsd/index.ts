@@ -34,6 +34,10 @@ const CASCADE_NOTE =
   'one quick rule per backend chosen by probability (pf draws per new connection): the same long-run shares as the weights, but random, not a strict rotation';
 
 export const pfOpenbsdCapabilities: CapabilityTable = {
+  'backup.port': no(
+    'a backup takes the place of the primaries in the same pool (the table the agent or relayd refills), and that pool has one port',
+    'run the backup on the port of the primaries, or use a Linux target with `lbc agent`',
+  ),
   ...pfCapabilities,
   'mode.nth': { level: 'yes', note: 'round-robin pool when weights and ports are equal; otherwise see weights / backend ports' },
   'mode.random': { level: 'yes', note: 'a probability cascade (exact weighted random choice), or a random pool when sticky' },

@@ -80,6 +80,10 @@ export const pfCapabilities: CapabilityTable = {
     'connect to a backend directly, or on Linux use --target iptables or nftables (output hook)',
   ),
   health: { level: 'yes', note: 'checks run in relayd or the lbc health agent, which rewrite table <lbc-NAME>; the ruleset itself has no checks' },
+  'backup.port': no(
+    'a backup takes the place of the primaries in the same pool (the table the agent or relayd refills), and that pool has one port',
+    'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
+  ),
   backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
 };
 

@@ -1,0 +1,106 @@
+/**
+ * Command plans for hosts without relayd: what the agent runs on a pf or
+ * IPFilter host when a backend changes state. Pure functions returning argv
+ * lists (and stdin); the agent runs them in order and stops at the first failure.
+ *
+ * pf (pfctl(8)): the pf and pf-openbsd targets keep table-based pools in
+ * `table <lbc-NAME> persist`, loaded into the main ruleset or an anchor the
+ * user names (`pfctl -a ANCHOR -f FILE`).
+ * - `pfctl [-a ANCHOR] -t lbc-NAME -T replace ADDR...` swaps the table's
+ *   contents atomically; live states keep their translation.
+ * - Sticky pools remember a client's backend in a source-tracking node;
+ *   `-K host|network -K host|network` kills "the source tracking entries from
+ *   the first host/network to the second", so `-K 0.0.0.0/0 -K DEAD` (or ::/0)
+ *   frees every client stuck to a dead backend.
+ * Pools the targets write inline (weighted lists, probability rules) have no
+ * table to rewrite; those need a reload of the whole ruleset.
+ *
+ * IPFilter (ipnat(8)): `-r` removes the rules read from the file instead of
+ * adding them, and without `-F`/`-C` live translations stay; `-f -` reads
+ * stdin. So a dead backend's rdr rules (exactly as ipnat.rules has them: the
+ * kernel finds a rule by comparing all of it) are removed with
+ * `ipnat -r -f -`, and put back with `ipnat -f -` when the backend is up.
+ */
+import type { Family, Service } from '../ir/types.js';
+
+export interface Command {
+  argv: string[];
+  stdin?: string;
+}
+
+export type Plan = { ok: true; commands: Command[] } | { ok: false; why: string };
+
+function loopback(family: Family): string {
+  return family === 'ipv6' ? '::1' : '127.0.0.1';
+}
+
+/** The addresses the pool should hold: the live primaries, or the live backups when every primary is down. */
+export function liveAddresses(svc: Service, up: ReadonlySet<number>): string[] {
+  const alive = svc.backends.filter((b) => up.has(b.index));
+  const prim = alive.filter((b) => !b.backup);
+  const set = prim.length > 0 ? prim : alive.filter((b) => b.backup);
+  return [...new Set(set.map((b) => b.address ?? loopback(svc.family)))];
+}
+
+/**
+ * pfctl commands after a state change of `svc`'s backends. `up` holds the
+ * indexes of backends now up, `wentDown` those that just went down.
+ * `pfConf` is the emitted ruleset, read to find out whether the service's pool
+ * is the table <lbc-NAME> (only then can it be changed without a reload).
+ */
+export function pfStateChangeCommands(opts: {
+  svc: Service;
+  up: ReadonlySet<number>;
+  wentDown: readonly number[];
+  pfConf: string;
+  anchor?: string | null;
+}): Plan {
+  const { svc, up, wentDown, pfConf, anchor } = opts;
+  const table = `lbc-${svc.name}`;
+  if (!pfConf.includes(`table <${table}> persist`)) {
+    return { ok: false, why: `service ${svc.name} has no table <${table}> in the pf ruleset (its pool is written inline); reload the ruleset instead` };
+  }
+  const base = ['pfctl', ...(anchor ? ['-a', anchor] : []), '-t', table, '-T'];
+  const addrs = liveAddresses(svc, up);
+  // `-T replace` with no address would need a file; `-T flush` says the same plainly.
+  const commands: Command[] = [{ argv: addrs.length ? [...base, 'replace', ...addrs] : [...base, 'flush'] }];
+  const any = svc.family === 'ipv6' ? '::/0' : '0.0.0.0/0';
+  const dead = new Set(
+    svc.backends.filter((b) => wentDown.includes(b.index)).map((b) => b.address ?? loopback(svc.family)).filter((a) => !addrs.includes(a)),
+  );
+  if (svc.sticky) for (const a of dead) commands.push({ argv: ['pfctl', '-K', any, '-K', a] });
+  return { ok: true, commands };
+}
+
+/** The rdr lines of ipnat.rules (one service's block) that send traffic to `address` port `port`. */
+export function ipnatRulesFor(ipnatRules: string, address: string, port: number): string[] {
+  return ipnatRules
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('rdr ') && new RegExp(`-> ${address.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} port ${port}( |$)`).test(l));
+}
+
+/**
+ * ipnat commands for one backend of `svc` changing state. `ipnatRules` is the
+ * emitted ipnat.rules. Refused when the backend shares its rule with others
+ * (the port-range form), where removing it would remove them too.
+ */
+export function ipnatStateChangeCommands(opts: { svc: Service; backendIndex: number; up: boolean; ipnatRules: string }): Plan {
+  const { svc, backendIndex, up, ipnatRules } = opts;
+  const b = svc.backends.find((x) => x.index === backendIndex);
+  if (!b) return { ok: false, why: `service ${svc.name} has no backend ${backendIndex}` };
+  if (b.backup) return { ok: false, why: 'backups are not in ipnat.rules; the ipnat target leaves them out' };
+  const address = b.address ?? (svc.family === 'ipv6' ? '::0/0' : '127.0.0.1');
+  const rules = ipnatRulesFor(ipnatRules, address, b.port);
+  if (rules.length === 0) {
+    const shared = ipnatRules.split('\n').some((l) => l.startsWith('rdr ') && l.includes(`-> ${address} port `) && /port \d+-\d+/.test(l.split('->')[1] ?? ''));
+    return {
+      ok: false,
+      why: shared
+        ? `backend ${address}:${b.port} shares one port-range rdr rule with the other backends; reload ipnat.rules without it instead`
+        : `no rdr rule for ${address} port ${b.port} in ipnat.rules`,
+    };
+  }
+  const stdin = `${rules.join('\n')}\n`;
+  return { ok: true, commands: [{ argv: up ? ['ipnat', '-f', '-'] : ['ipnat', '-r', '-f', '-'], stdin }] };
+}

@@ -1,0 +1,155 @@
+/**
+ * Loading the emitted files on this host, atomically for the rules and touching only what lbc owns
+ * (chains named LBC-*, ipset sets named LBC4-* / LBC6-*).
+ *
+ * Order: ipset sets first (the rules reference them), then one `iptables-restore --noflush`
+ * transaction that replaces lbc's chains, removes the jumps to and the chains lbc no longer emits,
+ * then the jumps from the built-in chains (checked with -C, inserted with -I only when missing, so
+ * applying twice changes nothing), then the sets no rule refers to any more.
+ */
+import { createHash } from 'node:crypto';
+import { LbcError } from '../../diagnostics/diagnostic.js';
+import type { ApplyContext, OutputFile } from '../target.js';
+import { ENTRY_POINTS, type Flavor } from './emit.js';
+
+function fail(message: string): never {
+  throw new LbcError([{ code: 'LBC5001', severity: 'error', message }]);
+}
+
+/** table -> lbc chains declared in an iptables-save / iptables-restore text. */
+export function lbcChains(text: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      table = line.slice(1).trim();
+      if (!out.has(table)) out.set(table, new Set());
+    } else if (line.startsWith(':LBC-') && table) {
+      out.get(table)!.add(line.slice(1).split(' ')[0]);
+    }
+  }
+  return out;
+}
+
+/** Jumps "-A BUILTIN -j LBC-..." present in an iptables-save text, as "table BUILTIN CHAIN". */
+function entryJumps(save: string): Set<string> {
+  const out = new Set<string>();
+  let table = '';
+  for (const line of save.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1).trim();
+    const m = /^-A (PREROUTING|OUTPUT) -j (LBC-\S+)$/.exec(line);
+    if (m) out.add(`${table} ${m[1]} ${m[2]}`);
+  }
+  return out;
+}
+
+/**
+ * The restore transaction: the emitted file plus, per table, the stale lbc chains declared
+ * (which flushes them), the built-in jumps to them deleted, and the chains deleted before COMMIT.
+ */
+export function restoreText(rules: string, stale: Map<string, string[]>, staleJumps: Array<[string, string, string]>): string {
+  const lines = rules.replace(/\n$/, '').split('\n');
+  const decl = (t: string) => (stale.get(t) ?? []).map((c) => `:${c} - [0:0]`);
+  const del = (t: string) => staleJumps.filter(([jt]) => jt === t).map(([, builtin, chain]) => `-D ${builtin} -j ${chain}`);
+  const drop = (t: string) => (stale.get(t) ?? []).map((c) => `-X ${c}`);
+  const done = new Set<string>();
+  const out: string[] = [];
+  let table = '';
+  for (const line of lines) {
+    if (line.startsWith('*')) {
+      table = line.slice(1).trim();
+      // Declaring an existing chain in a --noflush load flushes it, so nothing refers to anything stale by -X.
+      out.push(line, ...decl(table));
+    } else if (line === 'COMMIT') {
+      out.push(...del(table), ...drop(table), line);
+      done.add(table);
+    } else {
+      out.push(line);
+    }
+  }
+  const rest = [...new Set([...stale.keys(), ...staleJumps.map(([jt]) => jt)])].filter((t) => !done.has(t)).sort();
+  for (const t of rest) out.push(`*${t}`, ...decl(t), ...del(t), ...drop(t), 'COMMIT');
+  return out.join('\n') + '\n';
+}
+
+interface SetHeader {
+  family: string;
+  timeout: string;
+}
+
+/** `ipset list -t` (headers only) -> name -> family/timeout, for lbc's sets of this flavor. */
+function parseSetHeaders(text: string, prefix: string): Map<string, SetHeader> {
+  const out = new Map<string, SetHeader>();
+  let name = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('Name: ')) name = line.slice(6).trim();
+    else if (line.startsWith('Header: ') && name.startsWith(prefix)) {
+      out.set(name, { family: /family (\S+)/.exec(line)?.[1] ?? '', timeout: /timeout (\d+)/.exec(line)?.[1] ?? '' });
+    }
+  }
+  return out;
+}
+
+export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: ApplyContext): Promise<void> {
+  const rules = files.find((f) => f.name === flavor.rulesFile);
+  if (!rules) fail(`${flavor.target}: nothing to apply (no ${flavor.rulesFile} among the files)`);
+  const setsFile = files.find((f) => f.name === flavor.ipsetFile);
+
+  let currentSets = new Map<string, SetHeader>();
+  try {
+    currentSets = parseSetHeaders(await ctx.query(['ipset', 'list', '-t']), flavor.setPrefix);
+  } catch (e) {
+    // Without ipset there can be no lbc sets to clean up; only a file that needs sets makes it an error.
+    if (setsFile) throw e;
+  }
+  const wantedSets = new Map<string, SetHeader & { line: string }>();
+  for (const line of (setsFile?.content ?? '').split('\n')) {
+    const m = /^create (\S+) hash:ip family (\S+) timeout (\d+)/.exec(line);
+    if (m) wantedSets.set(m[1], { family: m[2], timeout: m[3], line });
+  }
+
+  if (setsFile) {
+    // `ipset restore -exist` refuses a set that exists with other parameters (a changed sticky timeout),
+    // and a set the rules refer to cannot be destroyed: build the new one aside and swap it in.
+    for (const [name, want] of wantedSets) {
+      const have = currentSets.get(name);
+      if (!have || (have.family === want.family && have.timeout === want.timeout)) continue;
+      const tmp = `LBC-tmp-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+      ctx.log(`${flavor.target}: set ${name}: timeout ${have.timeout}s -> ${want.timeout}s (its clients are forgotten)`);
+      await ctx.run(['ipset', 'create', tmp, 'hash:ip', 'family', want.family, 'timeout', want.timeout]);
+      await ctx.run(['ipset', 'swap', name, tmp]);
+      await ctx.run(['ipset', 'destroy', tmp]);
+    }
+    await ctx.run(['ipset', 'restore', '-exist'], setsFile.content);
+  }
+
+  const save = await ctx.query([`${flavor.tool}-save`]);
+  const have = lbcChains(save);
+  const want = lbcChains(rules.content);
+  const jumps = entryJumps(save);
+  const stale = new Map<string, string[]>();
+  for (const [table, chains] of have) {
+    const gone = [...chains].filter((c) => !want.get(table)?.has(c)).sort();
+    if (gone.length) stale.set(table, gone);
+  }
+  const staleJumps = ENTRY_POINTS.filter(([t, b, c]) => stale.get(t)?.includes(c) && jumps.has(`${t} ${b} ${c}`)).map(
+    ([t, b, c]) => [t, b, c] as [string, string, string],
+  );
+  for (const [t, chains] of stale) ctx.log(`${flavor.target}: removing ${chains.length} chain(s) no longer in the spec from table ${t}`);
+  await ctx.run([`${flavor.tool}-restore`, '--noflush'], restoreText(rules.content, stale, staleJumps));
+
+  for (const [table, builtin, chain] of ENTRY_POINTS) {
+    if (!want.get(table)?.has(chain)) continue;
+    let present = true;
+    try {
+      await ctx.query([flavor.tool, '-t', table, '-C', builtin, '-j', chain]);
+    } catch {
+      present = false;
+    }
+    if (!present) await ctx.run([flavor.tool, '-t', table, '-I', builtin, '-j', chain]);
+  }
+
+  for (const name of [...currentSets.keys()].sort()) {
+    if (!wantedSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
+  }
+}

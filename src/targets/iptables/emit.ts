@@ -1,0 +1,237 @@
+/**
+ * iptables-restore / ip6tables-restore input for lbc's own chains.
+ *
+ * Layout (chosen for load time and per-connection cost at 10,000 services; see tree.ts):
+ *   nat    LBC-PREROUTING  dispatch: a tree on (vip, port) for single-address vips, then the services
+ *                          without a vip or with a CIDR vip, in spec order (so a single-address vip takes
+ *                          precedence over a vip-less or CIDR service matching the same packet)
+ *   nat    LBC-OUTPUT      the same for services with `local: true` (connections made on the balancer)
+ *   nat    LBC-S-<name>    one chain per service: the balancing cascade with the DNAT inline
+ *   nat    LBC-B-<name>-<i> only for sticky services: record the client in the backend's ipset, then DNAT
+ *   mangle LBC-PREROUTING / LBC-OUTPUT  only for mode hash: HMARK on the first packet of a connection
+ * The built-in chains' jumps into LBC-PREROUTING / LBC-OUTPUT are added by apply(), not by this file.
+ */
+import { createHash } from 'node:crypto';
+import type { Backend, Family, HashField, IR, Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { OutputFile } from '../target.js';
+import { commentText, headerLines } from '../text.js';
+import { renderTemplate } from '../template.js';
+import { buildTree, type TreeItem } from './tree.js';
+import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
+
+export interface Flavor {
+  target: 'iptables' | 'ip6tables';
+  family: Family;
+  /** Command prefix: iptables / ip6tables (-save, -restore). */
+  tool: 'iptables' | 'ip6tables';
+  rulesFile: string;
+  ipsetFile: string;
+  /** ipset names are global to the host (not per family), so each flavor owns its own prefix. */
+  setPrefix: string;
+}
+
+export const IPV4: Flavor = { target: 'iptables', family: 'ipv4', tool: 'iptables', rulesFile: 'iptables.rules', ipsetFile: 'ipset.rules', setPrefix: 'LBC4-' };
+export const IPV6: Flavor = { target: 'ip6tables', family: 'ipv6', tool: 'ip6tables', rulesFile: 'ip6tables.rules', ipsetFile: 'ipset6.rules', setPrefix: 'LBC6-' };
+
+/** Chains lbc jumps to from the built-in chains: [table, built-in chain, lbc chain]. */
+export const ENTRY_POINTS: ReadonlyArray<readonly [string, string, string]> = [
+  ['nat', 'PREROUTING', 'LBC-PREROUTING'],
+  ['nat', 'OUTPUT', 'LBC-OUTPUT'],
+  ['mangle', 'PREROUTING', 'LBC-PREROUTING'],
+  ['mangle', 'OUTPUT', 'LBC-OUTPUT'],
+];
+
+/**
+ * First HMARK mark value; slot k of a hash service is marked MARK_BASE + k. A high, recognisable
+ * base keeps clear of the small marks policy routing usually uses and of kube-proxy's 0x4000 bit.
+ */
+export const MARK_BASE = 0x4c420000;
+
+const HMARK_TUPLE: Record<HashField, string> = { saddr: 'src', daddr: 'dst', sport: 'sport', dport: 'dport' };
+
+export function serviceChain(svc: Service): string {
+  return `LBC-S-${svc.name}`;
+}
+export function backendChain(svc: Service, b: Backend): string {
+  return `LBC-B-${svc.name}-${b.index}`;
+}
+export function setName(flavor: Flavor, svc: Service, b: Backend): string {
+  return `${flavor.setPrefix}${svc.name}-${b.index}`;
+}
+
+/** A seed for HMARK that depends only on the service name: same spec, same bytes, same spread. */
+export function hmarkSeed(name: string): string {
+  return `0x${createHash('sha256').update(`lbc hmark ${name}`).digest('hex').slice(0, 8)}`;
+}
+
+function destination(family: Family, address: string, port: number): string {
+  return family === 'ipv6' ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function serviceMatch(svc: Service, hook: 'pre' | 'out'): string {
+  const parts: string[] = [];
+  if (svc.vip) parts.push(`-d ${svc.vip.address}/${svc.vip.prefixLength}`);
+  // IR: no vip means any local address of the balancer (kube-proxy's nodeport form).
+  else parts.push('-m addrtype --dst-type LOCAL');
+  // Locally made connections have no inbound interface; `interface` only limits forwarded traffic.
+  if (svc.interface && hook === 'pre') parts.push(`-i ${svc.interface}`);
+  parts.push(`-p ${svc.protocol} -m ${svc.protocol} --dport ${svc.port}`);
+  return parts.join(' ');
+}
+
+/** DNAT/REDIRECT for one backend. A port in the target needs `-p` in the same rule (libxt_DNAT, libxt_REDIRECT). */
+function natAction(svc: Service, b: Backend): string {
+  if (b.address === null) return `-j REDIRECT --to-ports ${b.port}`;
+  return `-j DNAT --to-destination ${destination(svc.family, b.address, b.port)}`;
+}
+
+function hmarkAction(svc: Service, slots: number): string {
+  const tuple = svc.hashFields.map((f) => HMARK_TUPLE[f]).join(',');
+  return `-j HMARK --hmark-tuple ${tuple} --hmark-mod ${slots} --hmark-offset 0x${MARK_BASE.toString(16)} --hmark-rnd ${hmarkSeed(svc.name)}`;
+}
+
+interface Table {
+  chains: string[];
+  lines: string[];
+}
+
+function describeService(svc: Service): string {
+  const vip = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : 'any local address';
+  const prim = primaries(svc);
+  const skipped = svc.backends.length - prim.length;
+  return commentText(
+    `service ${svc.name}: ${vip} ${svc.protocol}/${svc.port}${svc.interface ? ` in on ${svc.interface}` : ''}, mode ${svc.mode}` +
+      `${svc.mode === 'hash' ? ` (${svc.hashFields.join(',')})` : ''}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
+      `${svc.local ? ', also local' : ''}, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}`,
+  );
+}
+
+export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
+  const services = ir.services.filter((s) => s.family === flavor.family);
+  const nat: Table = { chains: ['LBC-PREROUTING'], lines: [] };
+  const mangle: Table = { chains: [], lines: [] };
+  const natPre: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
+  const natOut: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
+  const manglePre: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
+  const mangleOut: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
+  const serviceLines: string[] = [];
+  const serviceChains: string[] = [];
+  const sets: string[] = [];
+
+  for (const svc of services) {
+    const prim = primaries(svc);
+    const chain = serviceChain(svc);
+    serviceChains.push(chain);
+    const slots = svc.mode === 'random' ? [] : expandSlots(prim.map((b) => b.weight));
+    const hashed = svc.mode === 'hash' && slots.length > 1;
+
+    const addDispatch = (dst: { tree: TreeItem[]; rest: string[] }, rule: string, hook: 'pre' | 'out') => {
+      const full = `${serviceMatch(svc, hook)} ${rule}`;
+      if (svc.vip && svc.vip.isHost) dst.tree.push({ family: svc.family, address: svc.vip.address, port: svc.port, protocol: svc.protocol, rule: full });
+      else dst.rest.push(full);
+    };
+    addDispatch(natPre, `-j ${chain}`, 'pre');
+    if (svc.local) addDispatch(natOut, `-j ${chain}`, 'out');
+    if (hashed) {
+      addDispatch(manglePre, hmarkAction(svc, slots.length), 'pre');
+      if (svc.local) addDispatch(mangleOut, hmarkAction(svc, slots.length), 'out');
+    }
+
+    const proto = svc.sticky ? '' : `-p ${svc.protocol} `;
+    const action = (b: Backend) => (svc.sticky ? `-j ${backendChain(svc, b)}` : natAction(svc, b));
+    serviceLines.push(`# ${describeService(svc)}`);
+    if (svc.sticky) {
+      // Affinity before balancing: a client seen recently goes back to its backend. ipset instead of
+      // xt_recent, whose lists hold 100 addresses by default (ip_list_tot) and then forget clients.
+      for (const b of prim) serviceLines.push(`-A ${chain} -m set --match-set ${setName(flavor, svc, b)} src -j ${backendChain(svc, b)}`);
+    }
+    if (svc.mode === 'random') {
+      const probs = randomProbabilities(prim.map((b) => b.weight));
+      prim.forEach((b, i) => {
+        const cond = i < probs.length ? `-m statistic --mode random --probability ${probs[i]} ` : '';
+        serviceLines.push(`-A ${chain} ${proto}${cond}${action(b)}`);
+      });
+    } else if (svc.mode === 'nth') {
+      const every = nthEvery(slots.length);
+      slots.forEach((bi, k) => {
+        const cond = k < every.length ? `-m statistic --mode nth --every ${every[k]} --packet 0 ` : '';
+        serviceLines.push(`-A ${chain} ${proto}${cond}${action(prim[bi])}`);
+      });
+    } else {
+      // HMARK marked the connection's first packet MARK_BASE + slot in mangle; the last slot is
+      // unconditional so a packet whose mark was changed in between still reaches a backend.
+      slots.forEach((bi, k) => {
+        const cond = k < slots.length - 1 ? `-m mark --mark 0x${(MARK_BASE + k).toString(16)} ` : '';
+        serviceLines.push(`-A ${chain} ${proto}${cond}${action(prim[bi])}`);
+      });
+    }
+    if (svc.sticky) {
+      for (const b of prim) {
+        const bc = backendChain(svc, b);
+        const set = setName(flavor, svc, b);
+        serviceChains.push(bc);
+        // --exist re-adds a known client, which restarts its timeout (ipset(8), SET target in iptables-extensions(8)).
+        serviceLines.push(`-A ${bc} -j SET --add-set ${set} src --exist`, `-A ${bc} -p ${svc.protocol} ${natAction(svc, b)}`);
+        sets.push(`create ${set} hash:ip family ${svc.family === 'ipv4' ? 'inet' : 'inet6'} timeout ${svc.sticky.timeoutSeconds}`);
+      }
+    }
+  }
+
+  const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = []) => {
+    const tree = buildTree(root, ns, flavor.family, d.tree);
+    t.chains.push(...tree.chains);
+    t.lines.push(...prelude.map((p) => `-A ${root} ${p}`), ...tree.rules.filter((r) => r.startsWith(`-A ${root} `)));
+    t.lines.push(...d.rest.map((r) => `-A ${root} ${r}`));
+    t.lines.push(...tree.rules.filter((r) => !r.startsWith(`-A ${root} `)));
+  };
+  dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
+  if (natOut.tree.length + natOut.rest.length) {
+    nat.chains.push('LBC-OUTPUT');
+    dispatch(nat, 'LBC-OUTPUT', 'O', natOut);
+  }
+  // Only the first packet of a connection is hashed: nat sees no other, and marking later packets would
+  // only clobber marks other rules rely on.
+  const newOnly = ['-m conntrack ! --ctstate NEW -j RETURN'];
+  if (manglePre.tree.length + manglePre.rest.length) {
+    mangle.chains.push('LBC-PREROUTING');
+    dispatch(mangle, 'LBC-PREROUTING', 'T', manglePre, newOnly);
+  }
+  if (mangleOut.tree.length + mangleOut.rest.length) {
+    mangle.chains.push('LBC-OUTPUT');
+    dispatch(mangle, 'LBC-OUTPUT', 'O', mangleOut, newOnly);
+  }
+  // Keep the tree chains' declarations next to the entry chains, service chains after.
+  nat.chains.push(...serviceChains);
+  nat.lines.push(...serviceLines);
+
+  const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : mangle).chains.includes(chain));
+  const header = [
+    ...headerLines(flavor.target, ir.file),
+    `Load with \`${flavor.tool}-restore --noflush\` (as \`lbc apply\` does): it replaces the LBC- chains below and nothing else.`,
+    'The jumps from the built-in chains are not in this file, because a --noflush load would append them again',
+    'on every load; `lbc apply` checks for each (-C) and inserts it (-I) when missing:',
+    ...entries.map(([table, builtin, chain]) => `  ${flavor.tool} -t ${table} -I ${builtin} -j ${chain}`),
+  ];
+  if (sets.length) header.push(`Needs the ipset sets of ${flavor.ipsetFile}, loaded first: ipset restore -exist < ${flavor.ipsetFile}`);
+  if (mangle.chains.length) {
+    header.push(
+      `Mode hash sets the packet mark (HMARK, 0x${MARK_BASE.toString(16)} + slot) on the first packet of each new`,
+      'connection to a hash service, replacing any mark set before; later packets are not marked.',
+    );
+  }
+  const tables = [
+    ...(mangle.chains.length ? [{ name: 'mangle', ...mangle }] : []),
+    { name: 'nat', ...nat },
+  ];
+  const files: OutputFile[] = [{ name: flavor.rulesFile, content: renderTemplate('iptables', 'rules', { header, tables }) }];
+  if (sets.length) {
+    const setHeader = [
+      ...headerLines(flavor.target, ir.file),
+      `Load before ${flavor.rulesFile} with: ipset restore -exist < ${flavor.ipsetFile}`,
+      'One hash:ip set per backend of a sticky service: the clients it served, each forgotten after the timeout.',
+    ];
+    files.push({ name: flavor.ipsetFile, content: renderTemplate('iptables', 'ipset', { header: setHeader, sets }) });
+  }
+  return files;
+}

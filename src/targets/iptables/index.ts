@@ -1,0 +1,43 @@
+/**
+ * Targets `iptables` (IPv4) and `ip6tables` (IPv6): iptables-restore input for
+ * `iptables-restore --noflush`, touching only chains named LBC-*, plus an ipset
+ * restore file when a service is sticky. Layout and rule forms: emit.ts; loading: apply.ts.
+ */
+import type { Service } from '../../ir/types.js';
+import { primaries } from '../../ir/types.js';
+import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
+import { applyIptables } from './apply.js';
+import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
+import { MAX_SLOTS, slotCount } from './slots.js';
+
+/** nth and hash expand to one rule per slot (weights over their gcd); refuse absurd counts. */
+function slotLimit(svc: Service): Support {
+  const slots = slotCount(primaries(svc).map((b) => b.weight));
+  if (slots <= MAX_SLOTS) return { level: 'yes' };
+  return {
+    level: 'no',
+    why: `mode ${svc.mode} with these weights needs ${slots} slots (one rule each; the limit is ${MAX_SLOTS})`,
+    instead: 'use mode random (the same long-run shares, one rule per backend), or weights with a smaller sum after dividing by their common factor',
+  };
+}
+
+const capabilities: CapabilityTable = {
+  'mode.nth': slotLimit,
+  'mode.hash': slotLimit,
+  health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
+  backup: { level: 'yes', note: 'backup backends get no rules; `lbc agent` recompiles with them when every primary is down' },
+};
+
+function define(flavor: Flavor, title: string): TargetDefinition {
+  return {
+    name: flavor.target,
+    title,
+    families: [flavor.family],
+    capabilities,
+    emit: (ir) => emitIptables(flavor, ir),
+    apply: (files, ctx) => applyIptables(flavor, files, ctx),
+  };
+}
+
+export const iptablesTarget = define(IPV4, 'Linux iptables (IPv4): iptables-restore --noflush input, ipset for sticky');
+export const ip6tablesTarget = define(IPV6, 'Linux ip6tables (IPv6): ip6tables-restore --noflush input, ipset for sticky');

@@ -1,0 +1,40 @@
+/**
+ * `--target systemd`: the service unit that runs `lbc agent` for this spec.
+ * Not a firewall target: it renders how the agent is started. The agent's own
+ * target (nftables by default) must be able to express the spec, so the unit
+ * never starts an agent that would refuse to load.
+ */
+import { resolve } from 'node:path';
+import { LbcError } from '../../diagnostics/diagnostic.js';
+import type { IR } from '../../ir/types.js';
+import { systemdUnit } from '../../agent/systemd.js';
+import { compileForTarget, type EmitOptions, type OutputFile, type TargetDefinition } from '../target.js';
+
+const AGENT_TARGETS = ['nftables', 'iptables', 'ip6tables'];
+
+/** Built by the registry, which hands in the lookup of the agent's target (no import cycle). */
+export function makeSystemdTarget(lookup: (name: string) => TargetDefinition | undefined): TargetDefinition {
+  return {
+    name: 'systemd',
+    title: 'systemd unit (Type=notify) running `lbc agent` for this spec',
+    families: ['ipv4', 'ipv6'],
+    capabilities: {},
+    emit(ir: IR, options: EmitOptions): OutputFile[] {
+      const agentTarget = typeof options.agentTarget === 'string' ? options.agentTarget : 'nftables';
+      if (!AGENT_TARGETS.includes(agentTarget)) {
+        throw new LbcError([{ code: 'LBC4102', severity: 'error', message: `the agent runs with --target ${AGENT_TARGETS.join(', ')}, not "${agentTarget}"` }]);
+      }
+      const specPath = typeof options.specPath === 'string' ? options.specPath : null;
+      if (!specPath) {
+        throw new LbcError([{ code: 'LBC4101', severity: 'error', message: 'the systemd unit names the spec file the agent reads; compile from a file, not standard input' }]);
+      }
+      const agent = lookup(agentTarget);
+      if (!agent) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `target ${agentTarget} is not available` }]);
+      const check = compileForTarget(agent, ir, {});
+      if (check.diagnostics.some((d) => d.severity === 'error')) throw new LbcError(check.diagnostics);
+      const lbcPath = typeof options.lbcPath === 'string' ? options.lbcPath : undefined;
+      const unit = systemdUnit(resolve(specPath), agentTarget, { lbcPath });
+      return [{ name: 'lbc-agent.service', content: unit }];
+    },
+  };
+}

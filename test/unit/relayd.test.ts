@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest';
+import { parseSpec } from '../../src/index.js';
+import { primaries, type IR } from '../../src/ir/types.js';
+import { compileForTarget } from '../../src/targets/target.js';
+import { hashKey, relaydTarget } from '../../src/targets/relayd/index.js';
+import { parseRelaydConf } from '../../grammars/relayd/index.js';
+
+function compile(yaml: string) {
+  const ir = parseSpec(`version: 1\n${yaml}`, 'spec.yaml');
+  return { ir, result: compileForTarget(relaydTarget, ir) };
+}
+
+const SEED_002 = `
+services:
+  - name: www
+    vip: 192.168.1.51
+    port: 80
+    interface: em0
+    health: { check: tcp, interval: 10s, timeout: 300ms, fall: 3, rise: 1 }
+    backends:
+      - { address: 192.168.10.20 }
+      - { address: 192.168.10.21 }
+      - { address: 192.168.10.22 }
+      - { address: 127.0.0.1, backup: true }
+  - name: api
+    vip: 2001:db8::51
+    family: ipv6
+    port: 443
+    mode: hash
+    health: { check: http, path: /health, status: 204, host: api.example.org, method: HEAD, interval: 20s, timeout: 1s, rise: 1 }
+    backends:
+      - { address: 2001:db8::1, port: 8443 }
+      - { address: 2001:db8::2, port: 8443 }
+  - name: smtp
+    vip: 192.168.1.53
+    port: 25
+    mode: random
+    health: { check: banner, expect: "220", interval: 5s, timeout: 2s, rise: 1, fall: 1 }
+    backends:
+      - { address: 10.0.0.1 }
+      - { address: 10.0.0.2 }
+  - name: dns
+    vip: 192.168.1.54
+    port: 53
+    protocol: udp
+    health: { check: tcp, interval: 10s, rise: 1 }
+    backends:
+      - { address: 10.0.5.1 }
+`;
+
+/** The meaning the relayd.conf must have, straight from the IR. */
+function expectedMeaning(ir: IR) {
+  return ir.services.map((svc) => {
+    const groups = [primaries(svc), svc.backends.filter((b) => b.backup)].filter((g) => g.length > 0);
+    return {
+      name: `lbc-${svc.name}`,
+      listen: { address: svc.vip!.address, proto: svc.protocol, port: svc.port, interface: svc.interface },
+      sticky: svc.sticky !== null,
+      forwards: groups.map((g) => {
+        const hc = g[0].health!;
+        return {
+          hosts: g.map((b) => ({ address: b.address ?? '127.0.0.1', retry: hc.fall - 1 })),
+          port: g[0].port,
+          mode: svc.mode === 'nth' ? 'roundrobin' : svc.mode === 'random' ? 'random' : 'source-hash',
+          key: svc.mode === 'hash' ? hashKey(svc) : null,
+          check:
+            hc.check === 'tcp'
+              ? { kind: 'tcp' }
+              : hc.check === 'http'
+                ? { kind: 'http', path: hc.http!.path, host: hc.http!.host, code: hc.http!.status }
+                : { kind: 'send', send: hc.banner!.send, expect: `${hc.banner!.expect}*` },
+          intervalMs: hc.intervalMs,
+          timeout: hc.timeoutMs,
+        };
+      }),
+    };
+  });
+}
+
+describe('relayd target', () => {
+  it('round-trips: the emitted relayd.conf parses back to the meaning of the IR', () => {
+    const { ir, result } = compile(SEED_002);
+    expect(result.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    const conf = parseRelaydConf(result.files.find((f) => f.name === 'relayd.conf')!.content);
+    const globalInterval = conf.interval!;
+    expect(conf.timeout).toBeLessThanOrEqual(globalInterval * 1000);
+    const got = conf.redirects.map((r) => ({
+      name: r.name,
+      listen: r.listen,
+      sticky: r.sticky,
+      forwards: r.forwards.map((f) => ({
+        hosts: conf.tables.get(f.table),
+        port: f.port,
+        mode: f.mode,
+        key: f.key,
+        check: f.check,
+        intervalMs: (f.interval ?? globalInterval) * 1000,
+        timeout: f.timeout,
+      })),
+    }));
+    expect(got).toEqual(expectedMeaning(ir));
+    for (const r of conf.redirects) for (const f of r.forwards) if (f.interval) expect(f.interval % globalInterval).toBe(0);
+  });
+
+  it('renders seed 002 like the hand-written relayd.conf, with the anchors pf needs', () => {
+    const { result } = compile(SEED_002);
+    const conf = result.files.find((f) => f.name === 'relayd.conf')!.content;
+    expect(conf).toContain('table <lbc-www> { 192.168.10.20 retry 2, 192.168.10.21 retry 2, 192.168.10.22 retry 2 }');
+    expect(conf).toContain('forward to <lbc-www-backup> port 80 mode roundrobin check tcp interval 10 timeout 300');
+    expect(conf).toContain('listen on 192.168.1.54 udp port 53');
+    expect(conf).toContain('check send nothing expect "220*"');
+    const obsd = result.files.find((f) => f.name === 'pf.conf.relayd-openbsd')!.content;
+    expect(obsd).toMatch(/^anchor "relayd\/\*"$/m);
+    expect(obsd).not.toMatch(/rdr-anchor/);
+    const fbsd = result.files.find((f) => f.name === 'pf.conf.relayd-freebsd')!.content;
+    expect(fbsd).toMatch(/^rdr-anchor "relayd\/\*"$/m);
+    expect(fbsd).toMatch(/^anchor "relayd\/\*"$/m);
+  });
+
+  it('is deterministic', () => {
+    expect(compile(SEED_002).result.files).toEqual(compile(SEED_002).result.files);
+  });
+
+  const refuse = (yaml: string, re: RegExp) => {
+    const { result } = compile(yaml);
+    expect(result.files).toEqual([]);
+    expect(result.diagnostics.filter((d) => d.severity === 'error').map((d) => d.message).join('\n')).toMatch(re);
+  };
+
+  it('refuses what relayd cannot express', () => {
+    refuse(`
+services:
+  - { name: w, vip: 10.0.0.1, port: 80, health: { check: tcp }, backends: [{ address: 10.0.1.1, weight: 2 }, { address: 10.0.1.2 }] }
+`, /weights/);
+    refuse(`
+services:
+  - { name: p, vip: 10.0.0.1, port: 80, health: { check: tcp }, backends: [{ address: 10.0.1.1, port: 81 }, { address: 10.0.1.2, port: 82 }] }
+`, /one port/);
+    refuse(`
+services:
+  - name: d
+    vip: 10.0.0.1
+    port: 80
+    backends:
+      - { address: 10.0.1.1, health: { check: tcp } }
+      - { address: 10.0.1.2, health: { check: http, path: / } }
+`, /one check per table/);
+    refuse(`
+services:
+  - { name: s, vip: 10.0.0.1, port: 25, health: { check: banner, send: "QUIT\\r\\n", expect: "220" }, backends: [{ address: 10.0.1.1 }] }
+`, /CR, LF/);
+    refuse(`
+services:
+  - { name: v, port: 80, interface: em0, health: { check: tcp }, backends: [{ address: 10.0.1.1 }] }
+`, /listen on/);
+  });
+
+  it('warns where relayd only approximates the spec', () => {
+    const { result } = compile(`
+services:
+  - { name: a, vip: 10.0.0.1, port: 80, sticky: 5m, health: { check: http, path: /, rise: 3 }, backends: [{ address: 10.0.1.1 }] }
+`);
+    const w = result.diagnostics.filter((d) => d.severity === 'warning').map((d) => d.message).join('\n');
+    expect(w).toMatch(/no rise count/);
+    expect(w).toMatch(/HEAD, not GET/);
+    expect(w).toMatch(/src\.track/);
+  });
+});
