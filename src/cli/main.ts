@@ -14,6 +14,7 @@ import { compileForTarget } from '../targets/target.js';
 import { hostContext } from './exec.js';
 import { joinForStdout, readSpec, writeOutputs } from './io.js';
 import { describeService } from './describe.js';
+import { matrixMarkdown } from './matrix.js';
 
 const err = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -139,7 +140,18 @@ async function main(argv: string[]): Promise<number> {
         pending = run(() => cmdAgent(a as never))();
       },
     )
-    .demandCommand(1, 'name a command: compile, apply, check or agent')
+    .command(
+      'matrix',
+      'print the capability matrix (feature × target) as a Markdown table',
+      (y) => y,
+      () => {
+        pending = run(async () => {
+          process.stdout.write(matrixMarkdown([...TARGETS.values()]));
+          return 0;
+        })();
+      },
+    )
+    .demandCommand(1, 'name a command: compile, apply, check, agent or matrix')
     .strict()
     .help()
     .version(false)
