@@ -33,15 +33,9 @@ export function interfaceProblem(name: string): string | null {
   return null;
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
 /** Rotation turns after dividing the weights by their common factor. */
-export function reducedWeights(weights: readonly number[]): number[] {
-  const g = weights.reduce((acc, w) => gcd(acc, w), 0) || 1;
-  return weights.map((w) => w / g);
-}
+import { reduceWeights as reducedWeights } from '../weights.js';
+export { reducedWeights };
 
 const NO_INTERFACE: Support = {
   level: 'no',

@@ -29,6 +29,7 @@ import type { OutputFile } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { reducedWeights } from './capabilities.js';
+import { smoothOrder } from '../weights.js';
 
 interface Block {
   title: string;
@@ -48,22 +49,6 @@ function destinationOf(svc: Service, b: Backend): { rhs: string; filterDst: stri
   return { rhs: '::0/0', filterDst: `${vip.address}/${vip.prefixLength}` };
 }
 
-/** Smooth weighted round-robin order: deterministic, spreads each backend's turns. */
-function turnOrder(weights: number[]): number[] {
-  const total = weights.reduce((s, w) => s + w, 0);
-  const current = weights.map(() => 0);
-  const order: number[] = [];
-  for (let t = 0; t < total; t++) {
-    let best = 0;
-    for (let i = 0; i < weights.length; i++) {
-      current[i] += weights[i];
-      if (current[i] > current[best]) best = i;
-    }
-    current[best] -= total;
-    order.push(best);
-  }
-  return order;
-}
 
 function consecutivePorts(backends: Backend[]): boolean {
   return backends.every((b, i) => b.port === backends[0].port + i);
@@ -95,7 +80,7 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
     prim.forEach((b) => target(dests[0].filterDst, b.port));
   } else {
     const turns = reducedWeights(prim.map((b) => b.weight));
-    const order = prim.length === 1 ? [0] : turnOrder(turns);
+    const order = prim.length === 1 ? [0] : smoothOrder(turns);
     const rotate = prim.length > 1 || svc.sticky !== null;
     if (prim.length > 1) notes.push('rules with the same left side and round-robin take turns, in this order');
     if (turns.some((t) => t > 1)) notes.push('a backend with w turns has w rules; repeats differ only by a tag');

@@ -12,16 +12,9 @@
  */
 export const MAX_SLOTS = 256;
 
-export function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
+import { reduceWeights, smoothOrder } from '../weights.js';
 
-/** Weights divided by their greatest common divisor: [2, 4, 6] -> [1, 2, 3]. */
-export function reduceWeights(weights: readonly number[]): number[] {
-  const g = weights.reduce((acc, w) => gcd(acc, w), 0);
-  return weights.map((w) => w / (g || 1));
-}
+export { gcd, reduceWeights } from '../weights.js';
 
 /** Number of slots (W = sum of the reduced weights). */
 export function slotCount(weights: readonly number[]): number {
@@ -35,20 +28,7 @@ export function slotCount(weights: readonly number[]): number {
  * w_i times, and no candidate gets long runs: [5, 1, 1] -> 0 0 1 0 2 0 0.
  */
 export function expandSlots(weights: readonly number[]): number[] {
-  const w = reduceWeights(weights);
-  const total = w.reduce((s, x) => s + x, 0);
-  const current = w.map(() => 0);
-  const out: number[] = [];
-  for (let step = 0; step < total; step++) {
-    let best = 0;
-    for (let i = 0; i < w.length; i++) {
-      current[i] += w[i];
-      if (current[i] > current[best]) best = i;
-    }
-    current[best] -= total;
-    out.push(best);
-  }
-  return out;
+  return smoothOrder(reduceWeights(weights));
 }
 
 /**

@@ -93,16 +93,9 @@ export const serviceChainName = (svc: Service): string => `svc_${svc.name}`;
 export const interfaceChainName = (first: Service): string => `in_${first.name}`;
 export const stickySetName = (svc: Service, b: Backend): string => `aff_${svc.name}_${b.index}`;
 
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
-
 /** Weights divided by their greatest common divisor: same shares, shortest cycle. */
-export function reducedWeights(weights: readonly number[]): number[] {
-  const g = weights.reduce((acc, w) => gcd(acc, w), 0) || 1;
-  return weights.map((w) => w / g);
-}
+import { reduceWeights as reducedWeights } from '../weights.js';
+export { reducedWeights };
 
 /**
  * A deterministic jhash seed per service (FNV-1a of the name). Without `seed` the kernel picks a

@@ -9,6 +9,7 @@ import type { Backend, Family, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { Support } from '../target.js';
 import { commentText } from '../text.js';
+import { reduceWeights, smoothOrder as smoothTurns } from '../weights.js';
 
 /** lbc's table and tag names; service names are at most 16 characters, so these fit PF_TABLE_NAME_SIZE (32). */
 export const poolName = (svc: Service): string => `lbc-${svc.name}`;
@@ -71,17 +72,12 @@ export function exactBlock(svc: Service): { address: string; prefixLength: numbe
   return { address, prefixLength: bits - host };
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
 
 /** Largest inline list lbc writes for weights by repetition. */
 export const MAX_REPEATED_ENTRIES = 64;
 
 export function reducedWeights(svc: Service): number[] {
-  const w = primaries(svc).map((b) => b.weight);
-  const g = w.reduce(gcd);
-  return w.map((x) => x / g);
+  return reduceWeights(primaries(svc).map((b) => b.weight));
 }
 
 /**
@@ -89,19 +85,7 @@ export function reducedWeights(svc: Service): number[] {
  * credit), so repeated entries interleave instead of coming in bursts.
  */
 export function smoothOrder<T>(items: T[], weights: number[]): T[] {
-  const total = weights.reduce((s, x) => s + x, 0);
-  const credit = weights.map(() => 0);
-  const out: T[] = [];
-  for (let step = 0; step < total; step++) {
-    let best = 0;
-    for (let i = 0; i < items.length; i++) {
-      credit[i] += weights[i];
-      if (credit[i] > credit[best]) best = i;
-    }
-    credit[best] -= total;
-    out.push(items[best]);
-  }
-  return out;
+  return smoothTurns(weights).map((i) => items[i]);
 }
 
 /** "12.5%": four decimals at most; pfctl reads it with strtod and scales to UINT_MAX (parse.y probability). */

@@ -36,6 +36,7 @@ import { primaries, type Backend, type HealthCheck, type IR, type Service } from
 import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
+import { gcd } from '../weights.js';
 
 const NAME = 'relayd';
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -161,10 +162,6 @@ function forward(svc: Service, table: string, group: Backend[], globalInterval: 
   return { table, hosts: group.map((b) => `${addr(svc, b)}${retry}`), line: `forward to <${table}> ${opts.join(' ')}` };
 }
 
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
 
 export function globalTiming(ir: IR): { interval: number; timeout: number } {
   const checks = ir.services.flatMap((s) => s.backends.map((b) => b.health ?? DEFAULT_CHECK));
