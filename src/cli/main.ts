@@ -70,13 +70,21 @@ async function cmdCheck(args: { spec: string; target?: string[] }): Promise<numb
     if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${name}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
     let ds: Diagnostic[];
     try {
-      ds = compileForTarget(def, ir, {}).diagnostics;
+      ds = compileForTarget(def, ir, { specPath: args.spec === '-' || args.spec === '' ? null : args.spec }).diagnostics;
     } catch (e) {
       if (e instanceof LbcError) ds = e.diagnostics;
       else throw e;
     }
     const errors = ds.filter((d) => d.severity === 'error');
-    const verdict = errors.length > 0 ? 'refused' : ds.some((d) => d.severity === 'warning') ? 'compiles, with approximations' : 'compiles';
+    const leftOut = ds.filter((d) => d.code === 'LBC3003').length;
+    const verdict =
+      errors.length > 0
+        ? 'refused'
+        : leftOut === ir.services.length
+          ? `nothing to compile: no ${def.families.join('/')} service`
+          : ds.some((d) => d.severity === 'warning')
+            ? 'compiles, with approximations'
+            : 'compiles';
     if (errors.length > 0) refused = true;
     process.stdout.write(`  ${name.padEnd(19)} ${verdict}\n`);
     for (const d of ds) process.stdout.write(`${formatDiagnostic(d).replace(/^/gm, '      ')}\n`);
