@@ -3,9 +3,12 @@
  * IPFilter host when a backend changes state. Pure functions returning argv
  * lists (and stdin); the agent runs them in order and stops at the first failure.
  *
+ * The drivers the agent and `lbc apply` use are in pf.ts and ipnat.ts; they
+ * build on these plans.
+ *
  * pf (pfctl(8)): the pf and pf-openbsd targets keep table-based pools in
- * `table <lbc-NAME> persist`, loaded into the main ruleset or an anchor the
- * user names (`pfctl -a ANCHOR -f FILE`).
+ * `table <lbc-NAME> persist`, which lbc loads into its anchor "lbc"
+ * (`pfctl -a lbc -f -`; pf.ts says what the main pf.conf needs).
  * - `pfctl [-a ANCHOR] -t lbc-NAME -T replace ADDR...` swaps the table's
  *   contents atomically; live states keep their translation.
  * - Sticky pools remember a client's backend in a source-tracking node;
@@ -22,10 +25,27 @@
  * `ipnat -r -f -`, and put back with `ipnat -f -` when the backend is up.
  */
 import type { Family, Service } from '../ir/types.js';
+import type { ApplyContext } from '../targets/target.js';
+
+export { pfAgentDriver, pfAnchorApply, pfLoadPlan, PF_ANCHOR } from './pf.js';
+export { ipnatAgentDriver, ipnatApply, ipnatApplyPlan, ipnatLoadPlan } from './ipnat.js';
 
 export interface Command {
   argv: string[];
   stdin?: string;
+  /** A clean-up step whose failure is expected (removing a rule that may not be loaded); the runner goes on. */
+  mayFail?: boolean;
+}
+
+/** Runs a plan in order; the first failure of a command that may not fail rejects and ends it. */
+export async function runCommands(commands: readonly Command[], ctx: ApplyContext): Promise<void> {
+  for (const c of commands) {
+    try {
+      await ctx.run(c.argv, c.stdin);
+    } catch (e) {
+      if (!c.mayFail) throw e;
+    }
+  }
 }
 
 export type Plan = { ok: true; commands: Command[] } | { ok: false; why: string };

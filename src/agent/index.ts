@@ -7,8 +7,9 @@
  *   runAgent(ir, target, opts): Promise<number>   // the process exit status
  *
  *   ir      the validated IR of the whole spec (health checks filled in)
- *   target  a TargetDefinition with apply() (iptables, ip6tables, nftables);
- *           a target without apply() makes runAgent return 2
+ *   target  a TargetDefinition with an agentDriver (pf, pf-openbsd, ipnat: pools changed
+ *           in place) or with apply() (iptables, ip6tables, nftables: the whole live ruleset
+ *           is loaded again); a target with neither makes runAgent return 2
  *   opts.log            one line to stderr (required)
  *   opts.dryRun         print the commands instead of running them (checks still run)
  *   opts.signal         aborting it stops the agent like SIGTERM does
@@ -26,9 +27,12 @@
  * Life cycle:
  * 1. Check every backend that has a health check once, all at the same time.
  *    The first result decides (see health/state.ts); unchecked backends are up.
- * 2. Load the live ruleset (health/live.ts) with target.apply(): one atomic
- *    load (one `nft -f` transaction, or iptables-restore of lbc's own chains),
- *    then tell systemd READY=1 when started with Type=notify.
+ * 2. Load the live ruleset (health/live.ts) with the target's agentDriver, or
+ *    else with target.apply(): one atomic load (one `nft -f` transaction, or
+ *    iptables-restore of lbc's own chains; pfctl into lbc's anchor; ipnat see
+ *    agent-bsd/ipnat.ts), then tell systemd READY=1 when started with Type=notify.
+ *    Later loads give the driver the previous live ruleset too, so it can change
+ *    only what changed (pf: `pfctl -T replace` of lbc's tables).
  * 3. From then on each backend is checked every `interval`, one check at a
  *    time (a check is bounded by `timeout`, which the spec keeps <= interval).
  *    A state change is logged as one line and triggers a reload; changes that
@@ -37,7 +41,8 @@
  *    lbc's own rules, and established flows keep their NAT binding in
  *    conntrack, so connections to live backends are never disturbed.
  * 4. After a load that removed a dead backend, its conntrack entries are
- *    deleted (agent/conntrack.ts): UDP "flows" would otherwise stay on the dead
+ *    deleted (agent/conntrack.ts; a driver may bring its own way, or none:
+ *    the BSD drivers never flush pf states or ipnat translations): UDP "flows" would otherwise stay on the dead
  *    backend as long as the client keeps talking. TCP entries are left alone
  *    by default: a TCP flow to a dead server ends by itself (reset or
  *    timeout), while a server that merely fails its HTTP check may still be
@@ -54,7 +59,9 @@ import type { Backend, IR, Service } from '../ir/types.js';
 import { endpointText, runCheck, type Checker, type CheckTarget } from '../health/check.js';
 import { backendKey, extremeIRs, liveIR, selectLive, type Selection } from '../health/live.js';
 import { INITIAL_STATE, step, type BackendState, type Health } from '../health/state.js';
-import { compileForTarget, type ApplyContext, type EmitOptions, type TargetDefinition } from '../targets/target.js';
+import {
+  compileForTarget, type AgentDriver, type ApplyContext, type EmitOptions, type OutputFile, type TargetDefinition,
+} from '../targets/target.js';
 import { flushBackendFlows } from './conntrack.js';
 import { notifierFromEnv, type Notifier } from './notify.js';
 
@@ -90,11 +97,11 @@ interface Monitor {
 
 export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOptions): Promise<number> {
   const log = (msg: string) => opts.log(`${PREFIX} ${msg}`);
-  if (!target.apply) {
+  const driver = driverOf(target);
+  if (!driver) {
     log(`target ${target.name} cannot be loaded on this host; copy its compiled rules to the host that runs it`);
     return 2;
   }
-  const apply = target.apply.bind(target);
   const ctx = opts.context ?? hostContext(!!opts.dryRun, opts.log);
   const checker = opts.checker ?? runCheck;
   const notifier = opts.notify === undefined ? notifierFromEnv(process.env, opts.log) : opts.notify;
@@ -106,6 +113,9 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
   if (services.length === 0) {
     log(`no service of the spec is for target ${target.name} (${target.families.join(', ')})`);
     return 1;
+  }
+  if (!driver.flushFlows && flushMode !== 'none') {
+    log(`target ${target.name}: flows established to a backend that goes down are left to end by themselves (lbc never flushes its states or translations)`);
   }
   // Refuse up front what the target could not load later, when backups get promoted at 3 a.m.
   for (const shape of extremeIRs({ ...ir, services })) {
@@ -160,6 +170,13 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
   /** Backends that went down since their flows were last flushed. */
   const needsFlush = new Set<string>();
   let lastLoaded: string | null = null;
+  let previous: { live: IR; files: OutputFile[] } | null = null;
+  const compileShape = (shape: IR): OutputFile[] => {
+    const r = compileForTarget(target, shape, emitOptions);
+    const errors = r.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length) throw new LbcError(errors);
+    return r.files;
+  };
   let selections = new Map<string, Selection>();
   const warned = new Set<string>();
 
@@ -188,12 +205,17 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
       }
       if (result.diagnostics.some((d) => d.severity === 'error')) return false;
       try {
-        await apply(result.files, ctx);
+        await driver.load({ spec: { ...ir, services }, live, files: result.files, previous, compile: compileShape }, ctx);
       } catch (e) {
         log(`loading the ruleset failed: ${errorText(e)}`);
+        // A driver's load may be several commands (pfctl, ipnat) and may have stopped halfway: the next
+        // attempt starts from nothing known, which every driver handles (apply() is idempotent).
+        lastLoaded = null;
+        previous = null;
         return false;
       }
       lastLoaded = shape;
+      previous = { live, files: result.files };
       const down = monitors.filter((m) => m.state.health === 'down').length;
       log(`loaded the ruleset (${down} of ${monitors.length} checked backends down)`);
       logSelections(live);
@@ -220,7 +242,7 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
   };
 
   const flushDead = async (live: IR) => {
-    if (flushMode === 'none') {
+    if (flushMode === 'none' || !driver.flushFlows) {
       needsFlush.clear();
       return;
     }
@@ -233,7 +255,7 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
       if (m.state.health !== 'down') continue;
       if (m.svc.protocol === 'tcp' && flushMode !== 'all') continue;
       try {
-        const n = await flushBackendFlows(ctx, m.svc, m.be);
+        const n = await driver.flushFlows(m.svc, m.be, ctx);
         if (n > 0) log(`${m.name}: deleted ${n} conntrack ${n === 1 ? 'entry' : 'entries'}`);
       } catch (e) {
         log(`${m.name}: deleting conntrack entries failed: ${errorText(e)}`);
@@ -321,6 +343,17 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
   } finally {
     cleanup();
   }
+}
+
+/** The target's own driver, or loading the whole live output with apply() and flushing conntrack (the Linux targets). */
+function driverOf(target: TargetDefinition): AgentDriver | null {
+  if (target.agentDriver) return target.agentDriver;
+  if (!target.apply) return null;
+  const apply = target.apply.bind(target);
+  return {
+    load: (change, ctx) => apply(change.files, ctx),
+    flushFlows: (svc, be, ctx) => flushBackendFlows(ctx, svc, be),
+  };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -6,7 +6,7 @@
  * express (the Capirca/Aerleon generator model).
  */
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
-import type { Family, IR, Service } from '../ir/types.js';
+import type { Backend, Family, IR, Service } from '../ir/types.js';
 import { FEATURES, featuresOf, type Feature } from './features.js';
 
 export interface OutputFile {
@@ -44,9 +44,35 @@ export interface TargetDefinition {
   emit(ir: IR, options: EmitOptions): OutputFile[];
   /**
    * Load emitted files on this host atomically and idempotently, touching nothing lbc does not own.
-   * Absent for targets that cannot be applied here (BSD targets: their files are copied to the host).
+   * Absent for targets whose files are only copied to the host that runs them.
    */
   apply?(files: OutputFile[], ctx: ApplyContext): Promise<void>;
+  /**
+   * How `lbc agent` moves the host from the live ruleset it loaded last to the next one. Optional: without it
+   * the agent loads the whole live output with apply() and deletes dead backends' conntrack flows (the Linux
+   * targets); a target that can change its pools in place (pf tables, single ipnat rules) supplies its own.
+   */
+  agentDriver?: AgentDriver;
+}
+
+/** One load the agent asks of an AgentDriver. */
+export interface AgentLoad {
+  /** The services the agent keeps, as the spec has them (backups and health checks included). */
+  spec: IR;
+  /** The live IR (health/live.ts: the backends that should get new connections now) and its compiled files. */
+  live: IR;
+  files: OutputFile[];
+  /** What this run loaded last (a successful load); null for the first load, when rules of an earlier run may be loaded. */
+  previous: { live: IR; files: OutputFile[] } | null;
+  /** Compiles another shape of the spec for this target (throws LbcError when the target refuses it). */
+  compile(ir: IR): OutputFile[];
+}
+
+export interface AgentDriver {
+  /** Makes the host carry `change.live`; rejects (with nothing worse than a partial change) when a command fails. */
+  load(change: AgentLoad, ctx: ApplyContext): Promise<void>;
+  /** Deletes the established flows to a backend that left the ruleset and returns how many; absent: flows are left to end by themselves. */
+  flushFlows?(svc: Service, be: Backend, ctx: ApplyContext): Promise<number>;
 }
 
 /** What apply() may do on the host. In a dry run, run() only prints; query() always runs (read-only). */

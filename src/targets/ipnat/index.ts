@@ -1,12 +1,14 @@
 /**
  * --target ipnat: IPFilter (FreeBSD ipf 5.x). Two files: ipnat.rules with the
  * rdr rules, ipf.rules with the pass rules the translated traffic needs.
- * There is no apply(): the files are copied to the BSD host and loaded with
- * ipnat -f / ipf -f there.
+ * apply() and the agent add and remove lbc's rules with ipnat/ipf's own
+ * commands and never flush (agent-bsd/ipnat.ts, which also says what is not
+ * atomic or idempotent about it).
  */
 import type { TargetDefinition } from '../target.js';
 import { capabilities } from './capabilities.js';
 import { emitIpnat } from './emit.js';
+import { ipnatAgentDriver, ipnatApply } from '../../agent-bsd/ipnat.js';
 
 export const ipnatTarget: TargetDefinition = {
   name: 'ipnat',
@@ -14,4 +16,6 @@ export const ipnatTarget: TargetDefinition = {
   families: ['ipv4', 'ipv6'],
   capabilities,
   emit: (ir) => emitIpnat(ir),
+  apply: ipnatApply,
+  agentDriver: ipnatAgentDriver,
 };

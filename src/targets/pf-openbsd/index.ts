@@ -21,6 +21,7 @@ import type { IR, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
 import { renderTemplate } from '../template.js';
+import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, isUniform, keepState, matchText, percent,
@@ -151,4 +152,7 @@ export const pfOpenbsdTarget: TargetDefinition = {
   families: ['ipv4', 'ipv6'],
   capabilities: pfOpenbsdCapabilities,
   emit,
+  // Into lbc's own anchor; the main pf.conf needs anchor "lbc" (agent-bsd/pf.ts).
+  apply: pfAnchorApply('lbc.pf-openbsd.conf'),
+  agentDriver: pfAgentDriver('lbc.pf-openbsd.conf'),
 };

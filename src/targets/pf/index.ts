@@ -10,6 +10,7 @@ import type { IR, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
 import { renderTemplate } from '../template.js';
+import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
@@ -146,4 +147,7 @@ export const pfTarget: TargetDefinition = {
   families: ['ipv4', 'ipv6'],
   capabilities: pfCapabilities,
   emit,
+  // Into lbc's own anchor; the main pf.conf needs rdr-anchor "lbc" and anchor "lbc" (agent-bsd/pf.ts).
+  apply: pfAnchorApply('lbc.pf.conf'),
+  agentDriver: pfAgentDriver('lbc.pf.conf'),
 };
