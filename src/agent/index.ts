@@ -64,6 +64,7 @@ import {
 } from '../targets/target.js';
 import { flushBackendFlows } from './conntrack.js';
 import { notifierFromEnv, type Notifier } from './notify.js';
+import { hostContext as sharedHostContext, shellWord } from '../host/exec.js';
 
 export { systemdUnit, type SystemdUnitOptions } from './systemd.js';
 
@@ -375,38 +376,17 @@ function errorText(e: unknown): string {
 }
 
 /** Commands on this host; in a dry run, changing commands are printed (with their input) instead. */
+/** The host's ApplyContext, announcing dry-run commands on the agent's log. */
 export function hostContext(dryRun: boolean, log: (line: string) => void): ApplyContext {
-  const exec = (argv: string[], stdin?: string) =>
-    new Promise<string>((resolve, reject) => {
-      const child = execFile(argv[0], argv.slice(1), { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (err) {
-          reject(
-            new LbcError([{ code: 'LBC5001', severity: 'error', message: `${argv.join(' ')} failed: ${String(stderr).trim() || err.message}` }]),
-          );
-        } else resolve(stdout);
-      });
-      // A command that exits without reading its input (iptables -C, ipset list) must not crash the agent with EPIPE.
-      child.stdin?.on('error', () => {});
-      child.stdin?.end(stdin ?? '');
-    });
-  return {
+  return sharedHostContext({
     dryRun,
     log,
-    query: (argv) => exec(argv),
-    run: async (argv, stdin) => {
-      if (!dryRun) {
-        await exec(argv, stdin);
-        return;
-      }
+    announce: (argv, stdin) => {
       log(`${PREFIX} would run: ${argv.map(shellWord).join(' ')}${stdin === undefined ? '' : ' <<EOF'}`);
       if (stdin !== undefined) {
         for (const line of stdin.replace(/\n$/, '').split('\n')) log(line);
         log('EOF');
       }
     },
-  };
-}
-
-function shellWord(s: string): string {
-  return /^[A-Za-z0-9_@%+=:,.\/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  });
 }

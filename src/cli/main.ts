@@ -11,7 +11,7 @@ import { checkSpec, compile } from '../index.js';
 import type { IR } from '../ir/types.js';
 import { TARGETS, targetNames } from '../targets/registry.js';
 import { compileForTarget } from '../targets/target.js';
-import { hostContext } from './exec.js';
+import { hostContext } from '../host/exec.js';
 import { joinForStdout, readSpec, writeOutputs } from './io.js';
 import { describeService } from './describe.js';
 import { matrixMarkdown } from './matrix.js';

@@ -84,6 +84,13 @@ export interface ApplyContext {
   query(argv: string[]): Promise<string>;
   /** One line to stderr. */
   log(line: string): void;
+  /**
+   * Directory where a target records what it loaded, so the next apply can load only what changed.
+   * null or absent: no record, every apply is a full one (tests in namespaces, fake contexts).
+   */
+  stateDir?: string | null;
+  /** Load everything even when a record allows an incremental load. */
+  fullApply?: boolean;
 }
 
 export interface TargetResult {

@@ -3,11 +3,17 @@
 // iptables target. Only inside the namespaces the harness creates; every process
 // started here is killed in finally/afterAll; every wait has a deadline.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import type { Backend, HealthCheck, IR, Service } from '../../src/ir/types.js';
 import { ADDR, createTopology, kernelSuite, tally, type Topology } from './harness/index.js';
+
+// The agents below apply incrementally; their record of what is loaded belongs to the test, not the host's /run/lbc.
+const stateDir = mkdtempSync(join(tmpdir(), 'lbc-agent-state-'));
+process.env.LBC_STATE_DIR = stateDir;
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const INTERVAL = 400;
@@ -149,6 +155,7 @@ class Proc {
 const procs: Proc[] = [];
 const topos: Topology[] = [];
 afterAll(async () => {
+  rmSync(stateDir, { recursive: true, force: true });
   for (const p of procs) p.kill();
   for (const t of topos) await t.destroy();
 });

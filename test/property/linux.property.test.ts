@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSpec, LbcError, TARGETS } from '../../src/index.js';
-import { hostContext } from '../../src/cli/exec.js';
+import { hostContext } from '../../src/host/exec.js';
 import { compileForTarget } from '../../src/targets/target.js';
 import { specArbitrary } from './spec-arbitrary.js';
 

@@ -6,11 +6,15 @@
  * transaction that replaces lbc's chains, removes the jumps to and the chains lbc no longer emits,
  * then the jumps from the built-in chains (checked with -C, inserted with -I only when missing, so
  * applying twice changes nothing), then the sets no rule refers to any more.
+ * When lbc's last apply is known, only what changed is loaded, in the same order (incremental.ts).
  */
 import { createHash } from 'node:crypto';
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, OutputFile } from '../target.js';
+import { dropState, readState, sha256, stateFilePath, writeState, type IncrementalContext } from '../nftables/incremental.js';
 import { ENTRY_POINTS, type Flavor } from './emit.js';
+import { iptPlan, iptState, markerChain, MARKER_PREFIX, parseIptables, type IptState } from './incremental.js';
+import { appendAll } from '../arrays.js';
 
 function fail(message: string): never {
   throw new LbcError([{ code: 'LBC5001', severity: 'error', message }]);
@@ -59,9 +63,12 @@ export function restoreText(rules: string, stale: Map<string, string[]>, staleJu
     if (line.startsWith('*')) {
       table = line.slice(1).trim();
       // Declaring an existing chain in a --noflush load flushes it, so nothing refers to anything stale by -X.
-      out.push(line, ...decl(table));
+      out.push(line);
+      appendAll(out, decl(table));
     } else if (line === 'COMMIT') {
-      out.push(...del(table), ...drop(table), line);
+      appendAll(out, del(table));
+      appendAll(out, drop(table));
+      out.push(line);
       done.add(table);
     } else {
       out.push(line);
@@ -90,11 +97,84 @@ function parseSetHeaders(text: string, prefix: string): Map<string, SetHeader> {
   return out;
 }
 
+/**
+ * Load the files: only what changed since lbc's last apply when that is known (incremental.ts), else
+ * everything (the fallback that is always right).
+ */
 export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: ApplyContext): Promise<void> {
   const rules = files.find((f) => f.name === flavor.rulesFile);
   if (!rules) fail(`${flavor.target}: nothing to apply (no ${flavor.rulesFile} among the files)`);
   const setsFile = files.find((f) => f.name === flavor.ipsetFile);
+  const stateFile = stateFilePath(ctx, flavor.target);
+  const hash = stateFile ? sha256(`${rules.content}\0${setsFile?.content ?? ''}`) : '';
+  // Without a state file there is nothing to compare with later: load exactly the files, as always.
+  const model = stateFile ? parseIptables(rules.content, setsFile?.content ?? null) : null;
 
+  const state = model && !(ctx as IncrementalContext).fullApply ? await readState<IptState>(stateFile, flavor.target) : null;
+  const plan = state && model ? iptPlan(state, model, hash) : null;
+  if (state && !plan) ctx.log(`${flavor.target}: this change needs the whole ruleset loaded`);
+
+  if (plan && state!.hash === hash) {
+    // Nothing changed: only check that the kernel still holds what lbc loaded (one chain, cheap).
+    let present = true;
+    try {
+      await ctx.query([flavor.tool, '-t', 'nat', '-S', markerChain(hash)]);
+    } catch {
+      present = false;
+    }
+    if (present) {
+      ctx.log(`${flavor.target}: the LBC- chains already hold this ruleset; nothing to load`);
+      await ensureJumps(flavor, lbcChains(rules.content), ctx);
+      return;
+    }
+  }
+
+  // In a dry run nothing changes, so the state file stays as it is.
+  const mayRecord = ctx.dryRun || (await dropState(stateFile));
+  if (plan && mayRecord && state!.hash !== hash) {
+    ctx.log(`${flavor.target}: loading only what changed: ${plan.chains.length} chain(s), ${plan.createSets ? plan.createSets.split('\n').length - 1 : 0} new set(s), ${plan.destroySets.length} set(s) to remove`);
+    let loaded = false;
+    try {
+      if (plan.createSets) await ctx.run(['ipset', 'restore', '-exist'], plan.createSets);
+      await ctx.run([`${flavor.tool}-restore`, '--noflush'], plan.restore);
+      loaded = true;
+    } catch (e) {
+      const why = (e as Error).message.split('\n').find((l) => l.trim()) ?? '';
+      ctx.log(`${flavor.target}: the LBC- chains are not what lbc loaded last, or the partial load failed (${why}); loading the whole ruleset`);
+    }
+    if (loaded) {
+      await ensureJumps(flavor, lbcChains(rules.content), ctx);
+      for (const name of plan.destroySets) await ctx.run(['ipset', 'destroy', name]);
+      if (!ctx.dryRun) await writeState(stateFile, iptState(model!, flavor.target, hash), ctx.log);
+      return;
+    }
+  }
+
+  await fullApply(flavor, model ? withMarker(rules.content, markerChain(hash)) : rules.content, setsFile, ctx);
+  if (model && mayRecord && !ctx.dryRun) await writeState(stateFile, iptState(model, flavor.target, hash), ctx.log);
+}
+
+/** The rules with the (empty) marker chain declared in the nat table, where apply looks for it. */
+export function withMarker(rules: string, marker: string): string {
+  return rules.replace(/^\*nat\n/m, `*nat\n:${marker} - [0:0]\n`);
+}
+
+/** The jumps from the built-in chains: checked with -C, inserted with -I only when missing. */
+async function ensureJumps(flavor: Flavor, want: Map<string, Set<string>>, ctx: ApplyContext): Promise<void> {
+  for (const [table, builtin, chain] of ENTRY_POINTS) {
+    if (!want.get(table)?.has(chain)) continue;
+    let present = true;
+    try {
+      await ctx.query([flavor.tool, '-t', table, '-C', builtin, '-j', chain]);
+    } catch {
+      present = false;
+    }
+    if (!present) await ctx.run([flavor.tool, '-t', table, '-I', builtin, '-j', chain]);
+  }
+}
+
+/** Load everything: the sets, then one restore that also removes the chains lbc no longer emits. */
+async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile | undefined, ctx: ApplyContext): Promise<void> {
   let currentSets = new Map<string, SetHeader>();
   try {
     currentSets = parseSetHeaders(await ctx.query(['ipset', 'list', '-t']), flavor.setPrefix);
@@ -125,7 +205,7 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
 
   const save = await ctx.query([`${flavor.tool}-save`]);
   const have = lbcChains(save);
-  const want = lbcChains(rules.content);
+  const want = lbcChains(rulesText);
   const jumps = entryJumps(save);
   const stale = new Map<string, string[]>();
   for (const [table, chains] of have) {
@@ -135,19 +215,12 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   const staleJumps = ENTRY_POINTS.filter(([t, b, c]) => stale.get(t)?.includes(c) && jumps.has(`${t} ${b} ${c}`)).map(
     ([t, b, c]) => [t, b, c] as [string, string, string],
   );
-  for (const [t, chains] of stale) ctx.log(`${flavor.target}: removing ${chains.length} chain(s) no longer in the spec from table ${t}`);
-  await ctx.run([`${flavor.tool}-restore`, '--noflush'], restoreText(rules.content, stale, staleJumps));
-
-  for (const [table, builtin, chain] of ENTRY_POINTS) {
-    if (!want.get(table)?.has(chain)) continue;
-    let present = true;
-    try {
-      await ctx.query([flavor.tool, '-t', table, '-C', builtin, '-j', chain]);
-    } catch {
-      present = false;
-    }
-    if (!present) await ctx.run([flavor.tool, '-t', table, '-I', builtin, '-j', chain]);
+  for (const [t, chains] of stale) {
+    const gone = chains.filter((c) => !c.startsWith(MARKER_PREFIX)).length;
+    if (gone) ctx.log(`${flavor.target}: removing ${gone} chain(s) no longer in the spec from table ${t}`);
   }
+  await ctx.run([`${flavor.tool}-restore`, '--noflush'], restoreText(rulesText, stale, staleJumps));
+  await ensureJumps(flavor, want, ctx);
 
   for (const name of [...currentSets.keys()].sort()) {
     if (!wantedSets.has(name)) await ctx.run(['ipset', 'destroy', name]);

@@ -1,10 +1,26 @@
 /**
  * Target `nftables`: one `nft -f` file with lbc's own `table inet lbc` (IPv4 and IPv6 together),
- * replaced atomically on every apply. Layout: layout.ts; text: emit.ts.
+ * replaced atomically, or changed in place by one partial transaction when only part of it changed.
+ * Layout: layout.ts; text: emit.ts; incremental apply: incremental.ts.
  */
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from '../target.js';
 import { emitNftables, RULES_FILE } from './emit.js';
+import {
+  addMarker,
+  dropState,
+  nftPlan,
+  nftState,
+  parseNftRuleset,
+  readState,
+  sha256,
+  stateFilePath,
+  writeState,
+  type IncrementalContext,
+  type NftModel,
+  type NftPlan,
+  type NftState,
+} from './incremental.js';
 
 const capabilities: CapabilityTable = {
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
@@ -15,14 +31,55 @@ const capabilities: CapabilityTable = {
  * `nft -f` runs the whole file as one netlink batch (one transaction): either all of it applies
  * or none does (nft(8), "-f"). The file itself deletes and recreates only `table inet lbc`, so
  * applying it twice leaves the same ruleset and other tables are never touched.
- * Reapplying resets the per-service rotation counters and forgets sticky clients, because the
- * table they live in is recreated.
+ *
+ * When lbc's last apply on this host is known (state file and marker chain, incremental.ts), only
+ * what changed is loaded, as one batch as well: changed service chains are flushed and refilled,
+ * dispatch map elements deleted and added, sets created or deleted. Services whose chain did not
+ * change keep their rotation counters and sticky clients; a changed service's rotation restarts.
+ * Otherwise (first apply, reboot, table gone or loaded by someone else, a change only a full load
+ * can make, or a failed partial load) the file is loaded whole, which resets every rotation counter
+ * and forgets sticky clients, because the table they live in is recreated.
  */
 export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Promise<void> {
   const rules = files.find((f) => f.name === RULES_FILE);
   if (!rules) throw new LbcError([{ code: 'LBC5001', severity: 'error', message: `nftables: nothing to apply (no ${RULES_FILE} among the files)` }]);
+  const stateFile = stateFilePath(ctx, 'nftables');
+  const hash = stateFile ? sha256(rules.content) : '';
+  // Without a state file there is nothing to compare with later: load exactly the file, as always.
+  const model = stateFile ? parseNftRuleset(rules.content) : null;
+
+  const plan = model && !(ctx as IncrementalContext).fullApply ? await partialPlan(ctx, stateFile, model, hash) : null;
+  // In a dry run nothing changes, so the state file stays as it is.
+  const mayRecord = ctx.dryRun || (await dropState(stateFile));
+  if (plan && mayRecord) {
+    ctx.log(
+      plan.empty
+        ? 'nftables: checking that table inet lbc still holds this ruleset (nothing changed)'
+        : `nftables: loading only what changed: ${plan.chains.length} chain(s), ${plan.elements.length} map element(s), ${plan.sets.length} set(s), ${plan.maps.length} map(s)`,
+    );
+    try {
+      await ctx.run(['nft', '-f', '-'], plan.script);
+      if (!ctx.dryRun) await writeState(stateFile, nftState(model!, hash), ctx.log);
+      return;
+    } catch (e) {
+      // The batch is one transaction, so a refused partial load changed nothing.
+      const why = (e as Error).message.split('\n').find((l) => l.trim()) ?? '';
+      ctx.log(`nftables: table inet lbc is not what lbc loaded last, or the partial load failed (${why}); loading the whole ruleset`);
+    }
+  }
+
   ctx.log(`nftables: loading ${RULES_FILE} (replaces table inet lbc)`);
-  await ctx.run(['nft', '-f', '-'], rules.content);
+  // The marker goes in the same batch as the table, so it names exactly what this load put there.
+  await ctx.run(['nft', '-f', '-'], model ? `${rules.content}${addMarker(hash)}\n` : rules.content);
+  if (model && mayRecord && !ctx.dryRun) await writeState(stateFile, nftState(model, hash), ctx.log);
+}
+
+async function partialPlan(ctx: ApplyContext, stateFile: string | null, model: NftModel, hash: string): Promise<NftPlan | null> {
+  const state = await readState<NftState>(stateFile, 'nftables');
+  if (!state) return null;
+  const plan = nftPlan(state, model, hash);
+  if (!plan) ctx.log('nftables: this change needs the whole ruleset loaded');
+  return plan;
 }
 
 export const nftablesTarget: TargetDefinition = {

@@ -1,0 +1,233 @@
+// The diffing behind incremental apply: emitted files read back into objects, and the partial
+// transactions (nft -f batch, iptables-restore --noflush input) computed from a recorded state.
+import { describe, expect, it } from 'vitest';
+import type { IR } from '../../src/ir/types.js';
+import { compileForTarget, type TargetDefinition } from '../../src/targets/target.js';
+import { nftablesTarget } from '../../src/targets/nftables/index.js';
+import { iptablesTarget } from '../../src/targets/iptables/index.js';
+import { markerChain as nftMarker, nftPlan, nftState, parseNftRuleset, sha256 } from '../../src/targets/nftables/incremental.js';
+import { iptPlan, iptState, markerChain as iptMarker, parseIptables } from '../../src/targets/iptables/incremental.js';
+import { withMarker } from '../../src/targets/iptables/apply.js';
+import { ir, type SvcInput } from './iptables-ir.js';
+
+const web = (name: string, i: number, first = '10.1.0.10'): SvcInput => ({
+  name,
+  vip: `10.0.0.${i}`,
+  port: 80,
+  backends: [{ address: first, port: 8080 }, { address: '10.1.0.11', port: 8080 }, { address: '10.1.0.12', port: 8080 }],
+});
+const sticky = (name: string, i: number, timeout: number): SvcInput => ({ ...web(name, i), mode: 'random', sticky: timeout });
+
+function files(target: TargetDefinition, spec: IR): Map<string, string> {
+  const r = compileForTarget(target, spec);
+  expect(r.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+  return new Map(r.files.map((f) => [f.name, f.content]));
+}
+
+const nftText = (spec: IR) => files(nftablesTarget, spec).get('nftables.nft')!;
+
+/** Plan of going from spec a to spec b, as apply would compute it. */
+function nftDiff(a: IR, b: IR) {
+  const ta = nftText(a);
+  const tb = nftText(b);
+  const old = nftState(parseNftRuleset(ta)!, sha256(ta));
+  return { plan: nftPlan(old, parseNftRuleset(tb)!, sha256(tb)), oldHash: sha256(ta), newHash: sha256(tb), old, next: parseNftRuleset(tb)! };
+}
+
+/** Object names a batch statement touches ("flush chain inet lbc X" -> "flush chain X"). */
+const statements = (script: string) =>
+  script
+    .trim()
+    .split('\n')
+    .map((l) => l.replace(/^((?:add|delete|flush) (?:chain|rule|set|map|element)) inet lbc (\S+).*$/, '$1 $2'));
+
+describe('nftables: reading the emitted ruleset', () => {
+  it('finds every set, map (with its elements) and chain the emitter writes', () => {
+    const m = parseNftRuleset(
+      nftText(ir(web('a', 1), sticky('b', 2, 60), { ...web('c', 3), vip: '10.9.0.0/24' }, { ...web('d', 4), local: true })),
+    )!;
+    expect([...m.sets.keys()]).toEqual(['aff_b_0', 'aff_b_1', 'aff_b_2']);
+    expect(m.sets.get('aff_b_0')!.def).toContain('timeout 60s');
+    expect([...m.maps.keys()]).toEqual(['pre4_host', 'pre4_cidr', 'out4_host']);
+    expect(m.maps.get('pre4_cidr')!.def).toEqual(['type ipv4_addr . inet_proto . inet_service : verdict', 'flags interval']);
+    expect([...m.maps.get('pre4_host')!.elements]).toEqual([
+      ['10.0.0.1 . tcp . 80', 'goto svc_a'],
+      ['10.0.0.2 . tcp . 80', 'goto svc_b'],
+      ['10.0.0.4 . tcp . 80', 'goto svc_d'],
+    ]);
+    expect([...m.chains.keys()]).toEqual(['svc_a', 'svc_b', 'svc_c', 'svc_d', 'prerouting', 'output']);
+    expect(m.chains.get('prerouting')!.def).toBe('type nat hook prerouting priority -100; policy accept;');
+    expect(m.chains.get('svc_a')!.def).toBeNull();
+    expect(m.chains.get('svc_a')!.rules).toHaveLength(3);
+  });
+
+  it('refuses text it does not know, so apply loads such a file whole', () => {
+    const good = nftText(ir(web('a', 1)));
+    expect(parseNftRuleset(good)).not.toBeNull();
+    expect(parseNftRuleset('flush ruleset\n')).toBeNull();
+    expect(parseNftRuleset(`${good}table ip other {\n}\n`)).toBeNull();
+    expect(parseNftRuleset(good.replace('\tchain svc_a {', '\tflowtable svc_a {'))).toBeNull();
+    expect(parseNftRuleset(good.replace('\tchain svc_a {', '\tchain loaded_x {'))).toBeNull();
+  });
+});
+
+describe('nftables: the partial transaction', () => {
+  it('one changed backend: the old marker is deleted first, one chain is refilled, the new marker added', () => {
+    const { plan, oldHash, newHash } = nftDiff(ir(web('a', 1), web('b', 2), web('c', 3)), ir(web('a', 1), web('b', 2, '10.1.0.99'), web('c', 3)));
+    expect(plan).not.toBeNull();
+    const lines = plan!.script.trim().split('\n');
+    expect(lines[0]).toBe(`delete chain inet lbc ${nftMarker(oldHash)}`);
+    expect(lines.at(-1)).toMatch(new RegExp(`^add chain inet lbc ${nftMarker(newHash)} \\{ comment ".*"; \\}$`));
+    expect(lines.slice(1, -1)).toEqual([
+      'flush chain inet lbc svc_b',
+      'add rule inet lbc svc_b numgen inc mod 3 0 meta l4proto tcp dnat ip to 10.1.0.99:8080',
+      'add rule inet lbc svc_b numgen inc mod 2 0 meta l4proto tcp dnat ip to 10.1.0.11:8080',
+      'add rule inet lbc svc_b meta l4proto tcp dnat ip to 10.1.0.12:8080',
+    ]);
+    expect(plan!.chains).toEqual(['svc_b']);
+    expect(plan!.elements).toEqual([]);
+    expect(plan!.empty).toBe(false);
+  });
+
+  it('nothing changed: only the marker is checked (deleted and added again)', () => {
+    const spec = ir(web('a', 1), web('b', 2));
+    const { plan, oldHash } = nftDiff(spec, spec);
+    expect(plan!.empty).toBe(true);
+    expect(statements(plan!.script)).toEqual([`delete chain ${nftMarker(oldHash)}`, `add chain ${nftMarker(oldHash)}`]);
+  });
+
+  it('a new service: its chain is created before the map element that leads to it', () => {
+    const { plan } = nftDiff(ir(web('a', 1)), ir(web('a', 1), web('b', 2)));
+    const s = statements(plan!.script).slice(1, -1);
+    expect(s).toEqual(['add chain svc_b', 'add rule svc_b', 'add rule svc_b', 'add rule svc_b', 'add element pre4_host']);
+    expect(plan!.script).toContain('add element inet lbc pre4_host { 10.0.0.2 . tcp . 80 : goto svc_b }');
+    expect(plan!.elements).toEqual([{ map: 'pre4_host', key: '10.0.0.2 . tcp . 80', op: 'add' }]);
+  });
+
+  it('a removed sticky service: element deleted, chain flushed, its sets deleted, then the chain', () => {
+    const { plan } = nftDiff(ir(web('a', 1), sticky('b', 2, 60)), ir(web('a', 1)));
+    const s = statements(plan!.script).slice(1, -1);
+    expect(s).toEqual([
+      'flush chain svc_b',
+      'delete element pre4_host',
+      'delete set aff_b_0',
+      'delete set aff_b_1',
+      'delete set aff_b_2',
+      'delete chain svc_b',
+    ]);
+    expect(plan!.script).toContain('delete element inet lbc pre4_host { 10.0.0.2 . tcp . 80 }');
+  });
+
+  it('a changed vip: the old element is deleted and the new one added', () => {
+    const { plan } = nftDiff(ir(web('a', 1), web('b', 2)), ir(web('a', 1), web('b', 7)));
+    expect(plan!.script).toContain('delete element inet lbc pre4_host { 10.0.0.2 . tcp . 80 }');
+    expect(plan!.script).toContain('add element inet lbc pre4_host { 10.0.0.7 . tcp . 80 : goto svc_b }');
+    expect(plan!.chains).toEqual([]);
+  });
+
+  it('a changed sticky timeout: the sets are recreated, so the chain naming them is flushed first and refilled after', () => {
+    const { plan } = nftDiff(ir(sticky('b', 2, 60)), ir(sticky('b', 2, 90)));
+    const s = statements(plan!.script).slice(1, -1);
+    // The chain's rules are the same text; it is refilled only because a set in use cannot be deleted.
+    expect(s.indexOf('flush chain svc_b')).toBeLessThan(s.indexOf('delete set aff_b_0'));
+    expect(s.indexOf('add set aff_b_0')).toBeLessThan(s.indexOf('add rule svc_b'));
+    expect(plan!.script).toContain('add set inet lbc aff_b_0 { type ipv4_addr; flags dynamic,timeout; timeout 90s; size 65536; }');
+    expect(plan!.sets).toEqual(['aff_b_0', 'aff_b_1', 'aff_b_2']);
+  });
+
+  it('a first CIDR service: a new map, and the base chain that looks it up is refilled', () => {
+    const { plan } = nftDiff(ir(web('a', 1)), ir(web('a', 1), { ...web('c', 3), vip: '10.9.0.0/24' }));
+    const s = statements(plan!.script).slice(1, -1);
+    expect(s[0]).toBe('add map pre4_cidr');
+    expect(plan!.script).toContain('add map inet lbc pre4_cidr { type ipv4_addr . inet_proto . inet_service : verdict; flags interval; }');
+    expect(s).toContain('flush chain prerouting');
+    expect(s.indexOf('add element pre4_cidr')).toBeGreaterThan(s.indexOf('add chain svc_c'));
+  });
+
+  it('a first local service: a new base chain with its hook', () => {
+    const { plan } = nftDiff(ir(web('a', 1)), ir({ ...web('a', 1), local: true }));
+    expect(plan!.script).toContain('add chain inet lbc output { type nat hook output priority -100; policy accept; }');
+    expect(plan!.script).toContain('add rule inet lbc output ip daddr . meta l4proto . th dport vmap @out4_host');
+  });
+
+  it('differences only a full load makes give no plan', () => {
+    const { old, next, newHash } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
+    expect(nftPlan({ ...old, maps: { pre4_host: { ...old.maps.pre4_host, def: 'other' } } }, next, newHash)).toBeNull();
+    expect(nftPlan({ ...old, chains: { ...old.chains, prerouting: { ...old.chains.prerouting, def: 'type nat hook output priority -100; policy accept;' } } }, next, newHash)).toBeNull();
+  });
+});
+
+describe('iptables: the partial restore', () => {
+  const ipt = (spec: IR) => {
+    const f = files(iptablesTarget, spec);
+    const rules = f.get('iptables.rules')!;
+    const sets = f.get('ipset.rules') ?? null;
+    return { rules, sets, hash: sha256(`${rules}\0${sets ?? ''}`), model: parseIptables(rules, sets)! };
+  };
+  const diff = (a: IR, b: IR) => {
+    const x = ipt(a);
+    const y = ipt(b);
+    return { plan: iptPlan(iptState(x.model, 'iptables', x.hash), y.model, y.hash), x, y };
+  };
+
+  it('reads the emitted chains, their rules and the sets', () => {
+    const { model } = ipt(ir(web('a', 1), sticky('b', 2, 60)));
+    expect([...model.tables.keys()]).toEqual(['nat']);
+    expect([...model.tables.get('nat')!.keys()]).toEqual(['LBC-PREROUTING', 'LBC-S-a', 'LBC-S-b', 'LBC-B-b-0', 'LBC-B-b-1', 'LBC-B-b-2']);
+    expect(model.tables.get('nat')!.get('LBC-S-a')!.rules).toHaveLength(3);
+    expect([...model.sets.keys()]).toEqual(['LBC4-b-0', 'LBC4-b-1', 'LBC4-b-2']);
+    expect(parseIptables('*nat\n:FOREIGN - [0:0]\nCOMMIT\n', null)).toBeNull();
+    expect(parseIptables('*nat\n-A LBC-X -j ACCEPT\nCOMMIT\n', null)).toBeNull();
+  });
+
+  it('one changed backend: only that service chain is declared; nat first with the marker swap', () => {
+    const { plan, x, y } = diff(ir(web('a', 1), web('b', 2), web('c', 3)), ir(web('a', 1), web('b', 2, '10.1.0.99'), web('c', 3)));
+    expect(plan!.chains).toEqual(['nat LBC-S-b']);
+    const lines = plan!.restore.trim().split('\n');
+    expect(lines[0]).toBe('*nat');
+    expect(lines[1]).toBe(`:${iptMarker(y.hash)} - [0:0]`);
+    expect(lines[2]).toBe(':LBC-S-b - [0:0]');
+    expect(lines.filter((l) => l.startsWith('-A '))).toEqual(y.model.tables.get('nat')!.get('LBC-S-b')!.rules);
+    expect(lines.at(-2)).toBe(`-X ${iptMarker(x.hash)}`);
+    expect(lines.at(-1)).toBe('COMMIT');
+    expect(plan!.createSets).toBeNull();
+    expect(plan!.destroySets).toEqual([]);
+    expect(iptMarker(x.hash)).toHaveLength(28);
+  });
+
+  it('a removed sticky service: its chains are flushed and deleted, its sets destroyed afterwards', () => {
+    const { plan } = diff(ir(web('a', 1), sticky('b', 2, 60)), ir(web('a', 1)));
+    expect(plan!.chains).toEqual(['nat LBC-PREROUTING', 'nat LBC-S-b', 'nat LBC-B-b-0', 'nat LBC-B-b-1', 'nat LBC-B-b-2']);
+    expect(plan!.restore).toMatch(/:LBC-S-b - \[0:0\][\s\S]*-X LBC-S-b\n/);
+    expect(plan!.destroySets).toEqual(['LBC4-b-0', 'LBC4-b-1', 'LBC4-b-2']);
+  });
+
+  it('a new sticky service: its sets are created (ipset restore -exist input)', () => {
+    const { plan } = diff(ir(web('a', 1)), ir(web('a', 1), sticky('b', 2, 60)));
+    expect(plan!.createSets).toBe(['create LBC4-b-0 hash:ip family inet timeout 60', 'create LBC4-b-1 hash:ip family inet timeout 60', 'create LBC4-b-2 hash:ip family inet timeout 60'].join('\n') + '\n');
+    expect(plan!.chains).toContain('nat LBC-PREROUTING');
+    expect(plan!.chains).toContain('nat LBC-B-b-0');
+  });
+
+  it('changes that add or remove an entry chain, or change a set, give no plan', () => {
+    expect(diff(ir(web('a', 1)), ir({ ...web('a', 1), local: true })).plan).toBeNull();
+    expect(diff(ir(web('a', 1)), ir({ ...web('a', 1), mode: 'hash' })).plan).toBeNull();
+    expect(diff(ir(sticky('b', 2, 60)), ir(sticky('b', 2, 90))).plan).toBeNull();
+  });
+
+  it('a mangle change goes after nat, where the marker is', () => {
+    const h = (first: string): SvcInput => ({ ...web('h', 5, first), mode: 'hash' });
+    const { plan } = diff(ir(h('10.1.0.10'), { ...h('10.1.0.10'), name: 'g', vip: '10.0.0.6', backends: [{ address: '10.1.0.1', port: 8080 }, { address: '10.1.0.2', port: 8080 }] }), ir(h('10.1.0.10'), { ...h('10.1.0.10'), name: 'g', vip: '10.0.0.6', backends: [{ address: '10.1.0.1', port: 8080 }, { address: '10.1.0.2', port: 8080 }, { address: '10.1.0.3', port: 8080 }] }));
+    expect(plan).not.toBeNull();
+    expect(plan!.restore.indexOf('*nat')).toBe(0);
+    expect(plan!.restore.indexOf('*mangle')).toBeGreaterThan(plan!.restore.indexOf('COMMIT'));
+    expect(plan!.chains).toEqual(['nat LBC-S-g', 'mangle LBC-PREROUTING']);
+  });
+
+  it('the full load declares the marker in the nat table', () => {
+    const { rules } = ipt(ir(web('a', 1)));
+    const marked = withMarker(rules, 'LBC-L-0123');
+    expect(marked).toContain('*nat\n:LBC-L-0123 - [0:0]\n:LBC-PREROUTING - [0:0]\n');
+    expect(marked.replace(':LBC-L-0123 - [0:0]\n', '')).toBe(rules);
+  });
+});
