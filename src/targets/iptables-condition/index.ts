@@ -18,6 +18,8 @@ import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { checkerScript, CHECKER_FILE } from './checker.js';
 import { chainName, hex, MARK_FIELD, markValue, planLimit, planService } from './plan.js';
+import { appendAll } from '../arrays.js';
+import { LbcError } from '../../diagnostics/diagnostic.js';
 
 const NAME = 'iptables-condition';
 
@@ -78,6 +80,7 @@ function familyRules(ir: IR, family: Family): { mangle: Table; nat: Table } | nu
   if (services.length === 0) return null;
   const mangle: Table = { chains: ['LBC-PREROUTING', 'LBC-OUTPUT'], rules: [] };
   const nat: Table = { chains: ['LBC-PREROUTING', 'LBC-OUTPUT'], rules: [] };
+  let total = 0;
   const perService: { mangle: string[]; nat: string[] }[] = [];
   for (const svc of services) {
     const sel = chainName(svc, '');
@@ -104,11 +107,27 @@ function familyRules(ir: IR, family: Family): { mangle: Table; nat: Table } | nu
       (b) => `-A ${dnat} -m mark --mark ${hex(markValue(b))}/${MARK_FIELD} ${dnatTarget(svc, b.address, b.port)}`,
     );
     perService.push({ mangle: m, nat: n });
+    total += m.length + n.length;
+    if (total > MAX_TOTAL_RULES) {
+      // Each checked backend doubles a service's selection tree; many services make a ruleset no kernel should load.
+      throw new LbcError([
+        {
+          code: 'LBC3004',
+          severity: 'error',
+          message: `target ${NAME}: the selection trees of these services need more than ${MAX_TOTAL_RULES} rules (reached at service "${svc.name}")`,
+          location: svc.loc.service,
+          notes: ['use `lbc agent` with --target iptables or nftables, which re-renders only the live backends'],
+        },
+      ]);
+    }
   }
-  mangle.rules.push(...perService.flatMap((p) => p.mangle));
-  nat.rules.push(...perService.flatMap((p) => p.nat));
+  appendAll(mangle.rules, perService.flatMap((p) => p.mangle));
+  appendAll(nat.rules, perService.flatMap((p) => p.nat));
   return { mangle, nat };
 }
+
+/** Beyond this many rules in one ruleset, refuse instead of writing a file nobody should load. */
+const MAX_TOTAL_RULES = 500_000;
 
 function rulesFile(ir: IR, family: Family): OutputFile | null {
   const t = familyRules(ir, family);

@@ -19,6 +19,7 @@ import { commentText, headerLines } from '../text.js';
 import { renderTemplate } from '../template.js';
 import { buildTree, type TreeItem } from './tree.js';
 import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
+import { appendAll } from '../arrays.js';
 
 export interface Flavor {
   target: 'iptables' | 'ip6tables';
@@ -180,10 +181,11 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
 
   const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = []) => {
     const tree = buildTree(root, ns, flavor.family, d.tree);
-    t.chains.push(...tree.chains);
-    t.lines.push(...prelude.map((p) => `-A ${root} ${p}`), ...tree.rules.filter((r) => r.startsWith(`-A ${root} `)));
-    t.lines.push(...d.rest.map((r) => `-A ${root} ${r}`));
-    t.lines.push(...tree.rules.filter((r) => !r.startsWith(`-A ${root} `)));
+    appendAll(t.chains, tree.chains);
+    appendAll(t.lines, prelude.map((p) => `-A ${root} ${p}`));
+    appendAll(t.lines, tree.rules.filter((r) => r.startsWith(`-A ${root} `)));
+    appendAll(t.lines, d.rest.map((r) => `-A ${root} ${r}`));
+    appendAll(t.lines, tree.rules.filter((r) => !r.startsWith(`-A ${root} `)));
   };
   dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
   if (natOut.tree.length + natOut.rest.length) {
@@ -202,8 +204,8 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     dispatch(mangle, 'LBC-OUTPUT', 'O', mangleOut, newOnly);
   }
   // Keep the tree chains' declarations next to the entry chains, service chains after.
-  nat.chains.push(...serviceChains);
-  nat.lines.push(...serviceLines);
+  appendAll(nat.chains, serviceChains);
+  appendAll(nat.lines, serviceLines);
 
   const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : mangle).chains.includes(chain));
   const header = [

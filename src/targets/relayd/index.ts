@@ -38,6 +38,7 @@ import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
 
+
 const NAME = 'relayd';
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
 
@@ -167,7 +168,7 @@ export function globalTiming(ir: IR): { interval: number; timeout: number } {
   const checks = ir.services.flatMap((s) => s.backends.map((b) => b.health ?? DEFAULT_CHECK));
   const interval = checks.reduce((g, c) => gcd(g, c.intervalMs / 1000), 0) || 10;
   // "must not exceed the global interval" (relayd.conf.5); tables set their own anyway.
-  const timeout = Math.min(interval * 1000, ...checks.map((c) => c.timeoutMs));
+  const timeout = checks.reduce((m, c) => Math.min(m, c.timeoutMs), interval * 1000);
   return { interval, timeout };
 }
 
