@@ -5,6 +5,7 @@
 import { Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YNode, type Document } from 'yaml';
 import { DiagnosticBag, type SourceLocation } from '../diagnostics/diagnostic.js';
 import type { SNode, SMapEntry } from './ast.js';
+import { JsonSyntaxError, parseJsonSpec } from './json.js';
 
 /** Aliases can multiply a document (the "billion laughs"); no spec needs more nodes reached through aliases than this. */
 const MAX_ALIAS_NODES = 100_000;
@@ -25,6 +26,20 @@ export function parseSpecText(text: string, file: string, bag: DiagnosticBag): P
   if (text.includes('\u0000')) {
     bag.error('LBC1001', 'the spec contains a NUL byte; it must be UTF-8 text', at(text.indexOf('\u0000')));
     return { root: null, file };
+  }
+  // JSON (a .json file, or text that opens with "{") takes the one-pass reader; a YAML file that merely
+  // starts with a flow mapping falls back to the YAML parser when it is not valid JSON.
+  const isJsonFile = /\.json$/i.test(file);
+  if (isJsonFile || /^\s*\{/.test(text)) {
+    try {
+      return { root: parseJsonSpec(text, file), file };
+    } catch (e) {
+      if (!(e instanceof JsonSyntaxError)) throw e;
+      if (isJsonFile) {
+        bag.error('LBC1008', `JSON syntax: ${e.message}`, e.loc);
+        return { root: null, file };
+      }
+    }
   }
   let doc: Document.Parsed;
   try {
