@@ -1,0 +1,46 @@
+/**
+ * One compile measurement in its own process, so its peak memory is its own:
+ *   tsx bench/compile-child.ts '{"spec": FILE, "targets": [...], "outDir": DIR?}'
+ * Reads the spec text, times parseSpec (YAML → validated IR) once, then compile() per target
+ * (capability check + emit), optionally writes the files to outDir/<target>/, and prints one JSON
+ * line: { parseMs, targets: { name: { emitMs, bytes, lines, error? } }, maxRssKb }.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile, parseSpec, LbcError, formatDiagnostic } from '../src/index.js';
+
+interface Job {
+  spec: string;
+  targets: string[];
+  outDir?: string;
+}
+
+const job = JSON.parse(process.argv[2]) as Job;
+const text = readFileSync(job.spec, 'utf8');
+const t0 = performance.now();
+const ir = parseSpec(text, 'bench.yaml');
+const parseMs = performance.now() - t0;
+const targets: Record<string, { emitMs: number; bytes: number; lines: number; error?: string }> = {};
+for (const name of job.targets) {
+  const a = performance.now();
+  try {
+    // specPath: targets that write units naming the spec file (systemd) need one; the others ignore it.
+    const r = compile(ir, name, { emit: { specPath: '/etc/lbc/bench.yaml' } });
+    const emitMs = performance.now() - a;
+    let bytes = 0;
+    let lines = 0;
+    for (const f of r.files) {
+      bytes += Buffer.byteLength(f.content);
+      for (let i = f.content.indexOf('\n'); i >= 0; i = f.content.indexOf('\n', i + 1)) lines++;
+      if (job.outDir) {
+        mkdirSync(join(job.outDir, name), { recursive: true });
+        writeFileSync(join(job.outDir, name, f.name), f.content);
+      }
+    }
+    targets[name] = { emitMs, bytes, lines };
+  } catch (e) {
+    const msg = e instanceof LbcError ? e.diagnostics.slice(0, 1).map((d) => formatDiagnostic(d)).join('') : String(e);
+    targets[name] = { emitMs: performance.now() - a, bytes: 0, lines: 0, error: msg.split('\n')[0].slice(0, 300) };
+  }
+}
+process.stdout.write(JSON.stringify({ parseMs, targets, maxRssKb: process.resourceUsage().maxRSS }) + '\n');

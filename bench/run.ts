@@ -1,0 +1,567 @@
+/**
+ * lbc benchmark: compile cost, load cost, per-connection cost and the cost of a one-backend change,
+ * for N services × 8 backends (default 10,000), against reference layouts generated here.
+ *
+ *   npm run bench                      full run (about 5 minutes on 2 cores)
+ *   npm run bench -- --quick           1,000 services, fewer connections: a smoke run
+ *   npm run bench -- --services 2000 --scale 5 --connections 3000 --runs 3 --no-kernel --keep
+ *
+ * Progress goes to stderr; stdout gets one table of ratios with the absolute figures beside them.
+ * See bench/README.md for what each row means and how it is measured.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { TARGETS, targetNames } from '../src/index.js';
+import type { ApplyContext, OutputFile } from '../src/index.js';
+import { genServices, genSpecText, serviceName, vip4, changedBackend, backend4, SERVICE_PORT, BACKEND_PORT, type SpecStyle } from './lib/gen.js';
+import { cleanupAllSync, createTopology, inNs, type Topology } from './lib/netns.js';
+import { buildNative, runClient, startServer, type NativeTools } from './lib/native.js';
+import { iptablesPartial, nftPartial } from './lib/partial.js';
+import { haveCommand, median, run, runMeasured, type RunResult } from './lib/proc.js';
+import { addRow, fmtMb, fmtMs, fmtRate, fmtRatio, notices, renderTable, verdict } from './lib/table.js';
+import { kubeProxyRules } from './reference/kube-proxy.js';
+import { nftCheapest } from './reference/nft-cheapest.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    services: { type: 'string' },
+    scale: { type: 'string' },
+    connections: { type: 'string' },
+    runs: { type: 'string' },
+    'load-repeats': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-kernel': { type: 'boolean', default: false },
+    'no-linearity': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opt.help) {
+  process.stdout.write(
+    [
+      'usage: npm run bench -- [options]',
+      '  --services N      services in the main set (default 10000; --quick: 1000)',
+      '  --scale K         linearity: also compile K×N services and compare (default 10; 0 skips)',
+      '  --connections C   connections per data-path run (default 5000; --quick: 1000)',
+      '  --runs R          data-path runs per figure, median reported (default 3; --quick: 1)',
+      '  --load-repeats L  loads of each layout into fresh namespaces, fastest reported (default 2; --quick: 1)',
+      '  --quick           small smoke run',
+      '  --no-kernel       skip everything that needs root and network namespaces',
+      '  --no-linearity    same as --scale 0',
+      '  --keep            keep the temporary directory (specs, emitted files, binaries)',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
+
+const N = Number(opt.services ?? (opt.quick ? 1000 : 10_000));
+const SCALE = opt['no-linearity'] ? 0 : Number(opt.scale ?? 10);
+const CONNS = Number(opt.connections ?? (opt.quick ? 1000 : 5000));
+const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 3));
+const LOAD_REPEATS = Number(opt['load-repeats'] ?? (opt.quick ? 1 : 2));
+/** Upper bound on one data-path run; a slow layout reports the rate it reached in that time. */
+const RUN_SECONDS = opt.quick ? 10 : 20;
+if (!(N >= 2) || !(SCALE >= 0) || !(CONNS >= 1) || !(RUNS >= 1) || !(LOAD_REPEATS >= 1)) {
+  process.stderr.write('bench: --services must be ≥ 2, --scale ≥ 0, --connections and --runs ≥ 1\n');
+  process.exit(2);
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CHILD = fileURLToPath(new URL('./compile-child.ts', import.meta.url));
+const TMP = mkdtempSync(join(tmpdir(), 'lbc-bench-'));
+const startedAt = performance.now();
+const log = (s: string) => process.stderr.write(`[bench ${((performance.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
+const human = (n: number) => n.toLocaleString('en-US');
+
+/** Which generated spec each target compiles: the set of features it supports. */
+function styleFor(target: string): SpecStyle {
+  if (target === 'ip6tables') return 'linux6';
+  if (/^(pf|pf-openbsd|ipnat)$/.test(target) || /bsd|pf|ipf/.test(target)) return 'bsd';
+  return 'linux4';
+}
+
+function specFile(n: number, style: SpecStyle, change?: number): string {
+  const file = join(TMP, `spec-${style}-${n}${change === undefined ? '' : `-change${change}`}.yaml`);
+  if (!existsSync(file)) writeFileSync(file, genSpecText(n, style, change === undefined ? undefined : { service: change }));
+  return file;
+}
+
+interface ChildTarget {
+  emitMs: number;
+  bytes: number;
+  lines: number;
+  error?: string;
+}
+interface ChildResult {
+  parseMs: number;
+  targets: Record<string, ChildTarget>;
+  maxRssKb: number;
+}
+
+async function compileChild(spec: string, targets: string[], outDir: string | undefined, timeoutMs: number): Promise<ChildResult | string> {
+  const r = await run(
+    [process.execPath, '--max-old-space-size=8192', '--import', 'tsx', CHILD, JSON.stringify({ spec, targets, outDir })],
+    { cwd: ROOT, timeoutMs },
+  );
+  if (r.timedOut) return `timed out after ${fmtMs(timeoutMs)}`;
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as ChildResult;
+  } catch {
+    return `failed (exit ${r.code}): ${(r.stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? r.stderr).slice(0, 200)}`;
+  }
+}
+
+function readFiles(dir: string): OutputFile[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .sort()
+    .map((name) => ({ name, content: readFileSync(join(dir, name), 'utf8') }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compile
+
+const compiled = new Map<string, { total: number; out: string }>();
+
+async function compilePhase(targets: string[]): Promise<void> {
+  const S = 'compile';
+  log(`compile: baseline process (runtime + loader, no spec)`);
+  const base = await compileChild(specFile(2, 'linux4'), [], undefined, 60_000);
+  const baseKb = typeof base === 'string' ? null : base.maxRssKb;
+  addRow({ section: S, measure: 'process baseline (node + tsx, 2-service spec)', value: `peak RSS ${fmtMb(baseKb)}`, ratio: '', goal: '', verdict: '' });
+
+  for (const t of targets) {
+    const style = styleFor(t);
+    log(`compile: ${t} (${style}, ${human(N)} services)`);
+    const out = join(TMP, 'out', t);
+    const r = await compileChild(specFile(N, style), [t], join(TMP, 'out'), 180_000);
+    if (typeof r === 'string' || r.targets[t]?.error) {
+      const why = typeof r === 'string' ? r : r.targets[t].error!;
+      addRow({ section: S, measure: `${t} ×${human(N)} (${style})`, value: `not compiled: ${why}`, ratio: '', goal: '≤ 1 s, ≤ 300 MB', verdict: 'n/a' });
+      continue;
+    }
+    const e = r.targets[t];
+    const total = r.parseMs + e.emitMs;
+    compiled.set(t, { total, out });
+    const ok = N === 10_000 ? total <= 1000 && r.maxRssKb <= 300 * 1024 : null;
+    addRow({
+      section: S,
+      measure: `${t} ×${human(N)} (${style}): parse + emit, peak RSS`,
+      value: `${fmtMs(r.parseMs)} + ${fmtMs(e.emitMs)} = ${fmtMs(total)}; ${fmtMb(r.maxRssKb)}; ${(e.bytes / 1e6).toFixed(1)} MB, ${human(e.lines)} lines`,
+      ratio: `${fmtRatio(total / 1000)} of 1 s`,
+      goal: N === 10_000 ? '≤ 1 s, ≤ 300 MB' : '(goal is for 10,000)',
+      verdict: verdict(ok),
+    });
+  }
+}
+
+async function linearityPhase(targets: string[]): Promise<void> {
+  if (!SCALE) return;
+  const S = 'compile linearity';
+  const big = N * SCALE;
+  const byStyle = new Map<SpecStyle, string[]>();
+  for (const t of targets) if (compiled.has(t)) byStyle.set(styleFor(t), [...(byStyle.get(styleFor(t)) ?? []), t]);
+  for (const [style, ts] of byStyle) {
+    log(`linearity: ${ts.join(', ')} at ${human(big)} services (${style}; one parse, then each target)`);
+    const r = await compileChild(specFile(big, style), ts, undefined, 400_000);
+    for (const t of ts) {
+      const small = compiled.get(t)!.total;
+      if (typeof r === 'string' || r.targets[t]?.error) {
+        addRow({ section: S, measure: `${t}: ×${human(big)} / ×${human(N)}`, value: typeof r === 'string' ? r : r.targets[t].error!, ratio: '', goal: `≤ ${(SCALE * 1.1).toFixed(0)}×`, verdict: 'n/a' });
+        continue;
+      }
+      const total = r.parseMs + r.targets[t].emitMs;
+      const ratio = total / small;
+      addRow({
+        section: S,
+        measure: `${t}: time ×${human(big)} / ×${human(N)}`,
+        value: `${fmtMs(total)} (parse ${fmtMs(r.parseMs)} + emit ${fmtMs(r.targets[t].emitMs)}) / ${fmtMs(small)}; peak RSS ${fmtMb(r.maxRssKb)} for ${ts.length} target(s)`,
+        ratio: fmtRatio(ratio),
+        goal: `≤ ${(SCALE * 1.1).toFixed(0)}×`,
+        verdict: verdict(ratio <= SCALE * 1.1),
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel: apply, data path, incremental
+
+interface Loaded {
+  /** Wall time of the loader command(s) that change the ruleset. */
+  loaderMs: number;
+  loaderRssKb: number | null;
+  /** Wall time of the whole load as lbc does it (apply(): queries, checks, loaders). */
+  totalMs: number;
+  detail: string;
+}
+
+interface Command {
+  argv: string[];
+  inputBytes: number;
+  r: RunResult & { maxRssKb: number | null };
+}
+
+/**
+ * What apply() may do, run inside `ns`. The targets keep a state file for incremental applies
+ * (default /run/lbc on the host); each namespace gets a state directory of its own under the
+ * benchmark's temporary directory, so nothing is written outside it and no namespace sees another's.
+ */
+function applyContext(ns: string, record: Command[], fullApply: boolean) {
+  return {
+    dryRun: false,
+    stateDir: join(TMP, 'state', ns),
+    fullApply,
+    async run(argv: string[], stdin?: string) {
+      const r = await runMeasured(inNs(ns, argv), join(TMP, 'time.out'), { input: stdin, timeoutMs: 180_000 });
+      record.push({ argv, inputBytes: Buffer.byteLength(stdin ?? ''), r });
+      if (r.code !== 0) throw new Error(`${argv.join(' ')} failed in the namespace: ${r.stderr.slice(0, 500)}`);
+    },
+    async query(argv: string[]) {
+      const r = await run(inNs(ns, argv), { timeoutMs: 120_000 });
+      if (r.code !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr.slice(0, 300)}`);
+      return r.stdout;
+    },
+    log() {},
+  } satisfies ApplyContext & { stateDir: string; fullApply: boolean };
+}
+
+/** Load emitted files the way `lbc apply` does (the target's apply()), inside `ns`. */
+async function lbcApply(target: string, files: OutputFile[], ns: string, fullApply = false): Promise<Loaded & { loadedBytes: number }> {
+  const def = TARGETS.get(target);
+  if (!def?.apply) throw new Error(`${target} has no apply()`);
+  const record: Command[] = [];
+  const t0 = performance.now();
+  await def.apply(files, applyContext(ns, record, fullApply));
+  const totalMs = performance.now() - t0;
+  const loaders = record.filter(({ argv }) => /-restore$|^nft$|^ipset$/.test(argv[0]) && (argv[0] !== 'ipset' || argv[1] === 'restore'));
+  return {
+    loaderMs: loaders.reduce((s, x) => s + x.r.ms, 0),
+    loaderRssKb: Math.max(0, ...loaders.map((x) => x.r.maxRssKb ?? 0)) || null,
+    totalMs,
+    loadedBytes: loaders.reduce((s, x) => s + x.inputBytes, 0),
+    detail: record.map(({ argv, r, inputBytes }) => `${argv.slice(0, 3).join(' ')}${inputBytes ? ` <${(inputBytes / 1000).toFixed(0)} kB` : ''} ${fmtMs(r.ms)}`).join('; '),
+  };
+}
+
+async function rawLoad(argv: string[], input: string, ns: string): Promise<Loaded> {
+  const r = await runMeasured(inNs(ns, argv), join(TMP, 'time.out'), { input, timeoutMs: 180_000 });
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} ${r.timedOut ? 'did not finish within 180 s' : `failed: ${r.stderr.slice(0, 500)}`}`);
+  return { loaderMs: r.ms, loaderRssKb: r.maxRssKb, totalMs: r.ms, detail: `${argv[0]} ${fmtMs(r.ms)}` };
+}
+
+interface Rate {
+  rate: number;
+  ok: number;
+  fail: number;
+  runs: number[];
+  /** Distinct errors of failed connects. */
+  errors: Set<string>;
+}
+
+/**
+ * Connection rate to each of `vips`, the runs interleaved (a, b, a, b, …) so that load from outside
+ * the benchmark, which comes and goes, falls on all figures alike; the median run is reported.
+ */
+async function measureRates(tools: NativeTools, topo: Topology, vips: string[]): Promise<Rate[]> {
+  // Conntrack entries of earlier figures (CLOSE state, 10 s) must not turn new SYNs into old flows.
+  await run(inNs(topo.balancer, ['conntrack', '-F']));
+  for (const vip of vips) await runClient(tools, topo.client, vip, SERVICE_PORT, Math.min(200, CONNS), 5); // caches, neighbours
+  const out: Rate[] = vips.map(() => ({ rate: NaN, ok: 0, fail: 0, runs: [], errors: new Set<string>() }));
+  for (let i = 0; i < RUNS; i++) {
+    for (let k = 0; k < vips.length; k++) {
+      // A client port reused within 10 s would meet its old conntrack entry (CLOSE state) otherwise.
+      await run(inNs(topo.balancer, ['conntrack', '-F']));
+      const r = await runClient(tools, topo.client, vips[k], SERVICE_PORT, CONNS, RUN_SECONDS);
+      out[k].runs.push(r.rate);
+      out[k].ok += r.ok;
+      out[k].fail += r.fail;
+      if (r.fail) out[k].errors.add(r.firstError);
+    }
+  }
+  for (const r of out) r.rate = median(r.runs);
+  return out;
+}
+
+const applied = new Map<string, Loaded>();
+const rates = new Map<string, { first: Rate; last: Rate | null }>();
+
+interface Layout {
+  key: string;
+  label: string;
+  load(ns: string): Promise<Loaded>;
+  /** Measure the last service too (not for the one-service baseline). */
+  last?: boolean;
+  /** Extra work once loaded (incremental change measurements). */
+  after?(topo: Topology): Promise<void>;
+}
+
+async function withLayout(tools: NativeTools, layout: Layout, dataPath: boolean): Promise<void> {
+  log(`kernel: ${layout.label}: namespaces`);
+  const topo = await createTopology(layout.key.slice(0, 6));
+  try {
+    log(`kernel: ${layout.label}: loading`);
+    const loaded = await layout.load(topo.balancer);
+    applied.set(layout.key, loaded);
+    log(`kernel: ${layout.label}: loaded in ${fmtMs(loaded.totalMs)} (${loaded.detail})`);
+    if (dataPath) {
+      const server = await startServer(tools, topo.backend, BACKEND_PORT, 900);
+      try {
+        const both = layout.last !== false;
+        log(`kernel: ${layout.label}: data path, first service${both ? ` and service #${human(N)}` : ''}`);
+        const [first, last = null] = await measureRates(tools, topo, both ? [vip4(0), vip4(N - 1)] : [vip4(0)]);
+        rates.set(layout.key, { first, last });
+        log(`kernel: ${layout.label}: ${fmtRate(first.rate)} first (runs ${first.runs.map(Math.round).join('/')}, failures ${first.fail})` + (last ? `, ${fmtRate(last.rate)} last (runs ${last.runs.map(Math.round).join('/')}, failures ${last.fail})` : ''));
+      } finally {
+        await server.stop();
+      }
+    }
+    if (layout.after) await layout.after(topo);
+  } finally {
+    await topo.destroy();
+  }
+  // Loading is a single long system call sequence that outside load can stretch: repeat it into
+  // fresh namespaces and keep the fastest.
+  for (let i = 1; i < LOAD_REPEATS; i++) {
+    const again = await createTopology(layout.key.slice(0, 6));
+    try {
+      const l = await layout.load(again.balancer);
+      log(`kernel: ${layout.label}: load again: ${fmtMs(l.totalMs)} (${l.detail})`);
+      if (l.loaderMs < applied.get(layout.key)!.loaderMs) applied.set(layout.key, l);
+    } finally {
+      await again.destroy();
+    }
+  }
+}
+
+const CHANGED = Math.floor(N / 2);
+
+async function incremental(target: string, topo: Topology): Promise<void> {
+  const S = 'incremental change (1 backend of 1 service)';
+  const files = readFiles(join(TMP, 'out', target));
+  const changedFiles = readFiles(join(TMP, 'out-changed', target));
+  if (!changedFiles.length) {
+    addRow({ section: S, measure: `${target}: change`, value: 'changed spec did not compile', ratio: '', goal: '', verdict: 'n/a' });
+    return;
+  }
+  const full = applied.get(`lbc-${target}`)!; // the load of the namespace this runs in
+  const fullBytes = files.reduce((s, f) => s + Buffer.byteLength(f.content), 0);
+  const svc = serviceName(CHANGED);
+  const listChain = target === 'nftables' ? ['nft', 'list', 'chain', 'inet', 'lbc', `svc_${svc}`] : ['iptables', '-t', 'nat', '-S', `LBC-S-${svc}`];
+  const holds = async (address: string) => (await run(inNs(topo.balancer, listChain))).stdout.includes(address);
+  const oldAddr = backend4(CHANGED, 0);
+  const newAddr = changedBackend('linux4', CHANGED);
+  const recompile = `; recompiling the whole spec comes on top (${fmtMs(compiled.get(target)?.total ?? NaN)})`;
+
+  // 1. What lbc does: apply() of the changed files, with the state the first apply left.
+  log(`incremental: ${target}: lbc apply() of the changed spec (service ${svc})`);
+  const inc = await lbcApply(target, changedFiles, topo.balancer);
+  const incOk = (await holds(newAddr)) && !(await holds(oldAddr));
+  const partialTaken = inc.loadedBytes < fullBytes / 2;
+  log(`incremental: ${target}: ${fmtMs(inc.totalMs)} (${inc.detail})`);
+  const incRatio = inc.totalMs / full.totalMs;
+  addRow({
+    section: S,
+    measure: `${target}: lbc apply() of the change / first full apply()`,
+    value:
+      `${fmtMs(inc.totalMs)} / ${fmtMs(full.totalMs)}; loaded ${(inc.loadedBytes / 1000).toFixed(1)} kB of ${(fullBytes / 1e6).toFixed(1)} MB ` +
+      `(${partialTaken ? 'incremental path' : 'FULL load: no incremental path taken'})${incOk ? '' : '; WARNING: the new backend is not in the service chain afterwards'}${recompile}`,
+    ratio: fmtRatio(incRatio, 3),
+    goal: '≤ 0.05×',
+    verdict: verdict(incRatio <= 0.05 && incOk),
+  });
+
+  // 2. The same change loaded in full (fullApply), reverting to the original spec.
+  log(`incremental: ${target}: forced full apply() (reverting the change)`);
+  const re = await lbcApply(target, files, topo.balancer, true);
+  const reOk = (await holds(oldAddr)) && !(await holds(newAddr));
+  addRow({
+    section: S,
+    measure: `${target}: forced full apply() over the loaded ruleset / first full apply()`,
+    value: `${fmtMs(re.totalMs)} / ${fmtMs(full.totalMs)}${reOk ? '' : '; WARNING: the original backend is not back afterwards'}`,
+    ratio: fmtRatio(re.totalMs / full.totalMs),
+    goal: '',
+    verdict: '',
+  });
+
+  // 3. Cross-check: a partial transaction derived here from the two emitted files (not lbc's own).
+  const main = target === 'nftables' ? 'nftables.nft' : `${target}.rules`;
+  const before = files.find((f) => f.name === main)?.content;
+  const after = changedFiles.find((f) => f.name === main)?.content;
+  if (!before || !after) return;
+  const partial = target === 'nftables' ? nftPartial(before, after) : iptablesPartial(before, after);
+  if (!partial) {
+    addRow({ section: S, measure: `${target}: bench-derived partial transaction`, value: 'the difference is not one a partial load can express', ratio: '', goal: '', verdict: 'n/a' });
+    return;
+  }
+  const argv = target === 'nftables' ? ['nft', '-f', '-'] : ['iptables-restore', '--noflush'];
+  log(`incremental: ${target}: bench-derived partial transaction touching ${partial.touched.join(', ')}`);
+  const p = await rawLoad(argv, partial.text, topo.balancer);
+  const pOk = (await holds(newAddr)) && !(await holds(oldAddr));
+  addRow({
+    section: S,
+    measure: `${target}: bench-derived partial transaction (${partial.touched.length} object(s), ${partial.text.split('\n').length - 1} lines) / first full apply()`,
+    value: `${fmtMs(p.totalMs)} / ${fmtMs(full.totalMs)} (a floor for comparison, not lbc's code)${pOk ? '' : '; WARNING: the new backend is not in the service chain afterwards'}`,
+    ratio: fmtRatio(p.totalMs / full.totalMs, 3),
+    goal: '',
+    verdict: '',
+  });
+}
+
+async function kernelPhase(targets: string[]): Promise<void> {
+  const missing = ['ip', 'cc', 'iptables-restore', 'nft', 'conntrack'].filter((c) => !haveCommand(c));
+  const isRoot = process.getuid?.() === 0;
+  if (opt['no-kernel'] || !isRoot || missing.length) {
+    const why = opt['no-kernel'] ? '--no-kernel given' : !isRoot ? 'not running as root' : `missing tools: ${missing.join(', ')}`;
+    notices.push(`NOTICE: kernel measurements (apply, data path, incremental) SKIPPED: ${why}.`);
+    log(`kernel parts skipped: ${why}`);
+    return;
+  }
+  const nativeDir = join(TMP, 'native');
+  mkdirSync(nativeDir, { recursive: true });
+  const tools = await buildNative(nativeDir);
+  const services = genServices(N, 'linux4');
+
+  // The changed spec, for the incremental measurement.
+  const incTargets = targets.filter((t) => (t === 'iptables' || t === 'nftables') && compiled.has(t));
+  if (incTargets.length) {
+    log(`incremental: compiling the changed spec (service ${serviceName(CHANGED)}, backend 0 → ${changedBackend('linux4', CHANGED)})`);
+    const r = await compileChild(specFile(N, 'linux4', CHANGED), incTargets, join(TMP, 'out-changed'), 180_000);
+    if (typeof r === 'string') notices.push(`changed spec did not compile: ${r}`);
+  }
+  // One-service baseline for the data path.
+  const one = await compileChild(specFile(1, 'linux4'), ['iptables'], join(TMP, 'out-one'), 60_000);
+
+  const layouts: Layout[] = [];
+  if (typeof one !== 'string' && !one.targets.iptables?.error) {
+    layouts.push({ key: 'one', label: 'baseline (lbc iptables, 1 service)', last: false, load: (ns) => lbcApply('iptables', readFiles(join(TMP, 'out-one', 'iptables')), ns) });
+  }
+  for (const t of ['iptables', 'nftables']) {
+    if (!compiled.has(t)) {
+      notices.push(`${t}: not registered or did not compile; its kernel rows are missing`);
+      continue;
+    }
+    layouts.push({
+      key: `lbc-${t}`,
+      label: `lbc ${t}`,
+      load: (ns) => lbcApply(t, readFiles(join(TMP, 'out', t)), ns),
+      after: incTargets.includes(t) ? (topo) => incremental(t, topo) : undefined,
+    });
+  }
+  // Plain iptables-restore (whole nat table replaced; the namespace is fresh, so nothing else is lost).
+  // With --noflush, as kube-proxy itself loads, iptables-nft 1.8.9 is superlinear in the number of
+  // chains and jumps: this reference at 10,000 services did not finish within 5 minutes.
+  layouts.push({ key: 'kube', label: 'reference kube-proxy-style iptables', load: (ns) => rawLoad(['iptables-restore'], kubeProxyRules(services), ns) });
+  layouts.push({ key: 'cheapest', label: 'reference cheapest nft (one map, one rule)', load: (ns) => rawLoad(['nft', '-f', '-'], nftCheapest(services), ns) });
+  for (const l of layouts) {
+    try {
+      await withLayout(tools, l, true);
+    } catch (e) {
+      notices.push(`${l.label}: FAILED: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+      log(`${l.label}: FAILED: ${(e as Error).message}`);
+    }
+  }
+  if (compiled.has('iptables')) {
+    // The same lbc file without --noflush, so it can be compared with the reference loaded the same way.
+    const rules = readFiles(join(TMP, 'out', 'iptables')).find((f) => f.name === 'iptables.rules');
+    if (rules) {
+      try {
+        await withLayout(tools, { key: 'lbc-iptables-plain', label: 'lbc iptables via plain iptables-restore (load only)', load: (ns) => rawLoad(['iptables-restore'], rules.content, ns) }, false);
+      } catch (e) {
+        notices.push(`lbc iptables plain load FAILED: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+  }
+  if (compiled.has('ip6tables')) {
+    try {
+      await withLayout(tools, { key: 'lbc-ip6tables', label: 'lbc ip6tables (load only)', load: (ns) => lbcApply('ip6tables', readFiles(join(TMP, 'out', 'ip6tables')), ns) }, false);
+    } catch (e) {
+      notices.push(`lbc ip6tables load FAILED: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  // Apply rows.
+  const S = `apply (load into an empty namespace, fastest of ${LOAD_REPEATS})`;
+  const A = (k: string) => applied.get(k);
+  const loadValue = (l: Loaded, lines?: string) => `${fmtMs(l.loaderMs)} loader, ${fmtMb(l.loaderRssKb)} loader peak${lines ? `, ${lines}` : ''}; apply() total ${fmtMs(l.totalMs)}`;
+  const nft = A('lbc-nftables');
+  const cheap = A('cheapest');
+  const ipt = A('lbc-iptables');
+  const kube = A('kube');
+  if (nft && cheap) {
+    const r = nft.loaderMs / cheap.loaderMs;
+    addRow({ section: S, measure: 'lbc nftables (nft -f) / cheapest nft layout', value: `${loadValue(nft)} / ${fmtMs(cheap.loaderMs)}, ${fmtMb(cheap.loaderRssKb)}`, ratio: fmtRatio(r), goal: '≤ 2×', verdict: verdict(r <= 2) });
+  }
+  const iptPlain = A('lbc-iptables-plain');
+  if (iptPlain && kube) {
+    const r = kube.loaderMs / iptPlain.loaderMs;
+    addRow({ section: S, measure: 'kube-proxy-style / lbc iptables, both by plain iptables-restore', value: `${fmtMs(kube.loaderMs)}, ${fmtMb(kube.loaderRssKb)} / ${fmtMs(iptPlain.loaderMs)}, ${fmtMb(iptPlain.loaderRssKb)}`, ratio: fmtRatio(r), goal: '≥ 4×', verdict: verdict(r >= 4) });
+  }
+  if (ipt && kube) {
+    const r = kube.loaderMs / ipt.loaderMs;
+    addRow({ section: S, measure: 'kube-proxy-style (plain restore) / lbc apply() (restore --noflush)', value: `${fmtMs(kube.loaderMs)} / ${loadValue(ipt)}`, ratio: fmtRatio(r), goal: '≥ 4×', verdict: verdict(r >= 4) });
+  }
+  if (ipt && iptPlain) {
+    const r = ipt.loaderMs / iptPlain.loaderMs;
+    addRow({ section: S, measure: 'lbc iptables file: restore --noflush / plain restore', value: `${fmtMs(ipt.loaderMs)} / ${fmtMs(iptPlain.loaderMs)}`, ratio: fmtRatio(r), goal: '', verdict: '' });
+  }
+  const ip6 = A('lbc-ip6tables');
+  if (ip6) addRow({ section: S, measure: 'lbc ip6tables (ip6tables-restore), absolute', value: loadValue(ip6), ratio: ipt ? `${fmtRatio(ip6.loaderMs / ipt.loaderMs)} of iptables` : '', goal: '', verdict: '' });
+
+  // Data path rows.
+  const D = `data path (new TCP connections/s, median of ${RUNS} × ${human(CONNS)}, service 1 vs service ${human(N)})`;
+  const base = rates.get('one');
+  if (base) addRow({ section: D, measure: 'baseline: lbc iptables with 1 service', value: fmtRate(base.first.rate), ratio: '', goal: '', verdict: '' });
+  for (const [key, label] of [
+    ['lbc-iptables', 'lbc iptables'],
+    ['lbc-nftables', 'lbc nftables'],
+    ['kube', 'kube-proxy-style iptables'],
+    ['cheapest', 'cheapest nft (one map)'],
+  ] as const) {
+    const r = rates.get(key);
+    if (!r?.last) continue;
+    const ratio = r.last.rate / r.first.rate;
+    const fails = r.first.fail + r.last.fail;
+    const errors = [...new Set([...r.first.errors, ...r.last.errors])].join(', ');
+    addRow({
+      section: D,
+      measure: `${label}: last / first`,
+      value: `${fmtRate(r.last.rate)} / ${fmtRate(r.first.rate)}${base ? ` (first = ${fmtRatio(r.first.rate / base.first.rate)} of baseline)` : ''}${fails ? `; ${fails} of ${human(r.first.ok + r.last.ok + fails)} connects FAILED (${errors})` : ''}`,
+      ratio: fmtRatio(ratio),
+      goal: key.startsWith('lbc') ? '≥ 0.9×' : '(reference)',
+      verdict: key.startsWith('lbc') ? verdict(ratio >= 0.9 && fails <= 0.001 * (r.first.ok + r.last.ok + fails)) : '',
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  const targets = targetNames();
+  log(`${human(N)} services × 8 backends; targets registered: ${targets.join(', ')}; temp ${TMP}`);
+  const header = [
+    `lbc bench: ${human(N)} services × 8 backends; registered targets: ${targets.join(', ')}`,
+    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Linux ${release()}, node ${process.version}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+  ];
+  try {
+    await compilePhase(targets);
+    await linearityPhase(targets);
+    await kernelPhase(targets);
+  } finally {
+    cleanupAllSync();
+    if (!opt.keep) rmSync(TMP, { recursive: true, force: true });
+    else log(`kept ${TMP}`);
+  }
+  header.push(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}; bench took ${fmtMs(performance.now() - startedAt)}`);
+  process.stdout.write(`${header.join('\n')}\n\n${renderTable()}\n`);
+  if (notices.length) process.stdout.write(`\n${notices.join('\n')}\n`);
+}
+
+main().catch((e) => {
+  cleanupAllSync();
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
