@@ -1,12 +1,12 @@
 /**
  * One compile measurement in its own process, so its peak memory is its own:
  *   tsx bench/compile-child.ts '{"spec": FILE, "targets": [...], "outDir": DIR?}'
- * Reads the spec text, times parseSpec (YAML → validated IR) once, then compile() per target
+ * Reads the spec text, times parseSpec (YAML or JSON → validated IR) once, then compile() per target
  * (capability check + emit), optionally writes the files to outDir/<target>/, and prints one JSON
  * line: { parseMs, targets: { name: { emitMs, bytes, lines, error? } }, maxRssKb }.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { compile, parseSpec, LbcError, formatDiagnostic } from '../src/index.js';
 
 interface Job {
@@ -17,15 +17,17 @@ interface Job {
 
 const job = JSON.parse(process.argv[2]) as Job;
 const text = readFileSync(job.spec, 'utf8');
+// The name decides the reader: a .json name takes the one-pass JSON reader, anything else YAML.
+const specName = `bench${extname(job.spec) || '.yaml'}`;
 const t0 = performance.now();
-const ir = parseSpec(text, 'bench.yaml');
+const ir = parseSpec(text, specName);
 const parseMs = performance.now() - t0;
 const targets: Record<string, { emitMs: number; bytes: number; lines: number; error?: string }> = {};
 for (const name of job.targets) {
   const a = performance.now();
   try {
     // specPath: targets that write units naming the spec file (systemd) need one; the others ignore it.
-    const r = compile(ir, name, { emit: { specPath: '/etc/lbc/bench.yaml' } });
+    const r = compile(ir, name, { emit: { specPath: `/etc/lbc/${specName}` } });
     const emitMs = performance.now() - a;
     let bytes = 0;
     let lines = 0;

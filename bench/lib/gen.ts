@@ -1,5 +1,6 @@
 /**
- * Synthetic specs for the benchmark: N services × 8 backends, as YAML text (parsing is part of compile).
+ * Synthetic specs for the benchmark: N services × 8 backends, as YAML text and as JSON text carrying
+ * the same services (parsing is part of compile; JSON is what a program generating the spec writes).
  *
  * Address plan (private ranges only; the kernel parts use them inside their own namespaces):
  *   VIPs      10.96.0.0/14   service i -> 10.96.0.0 + 1 + i          (up to 262,142 services)
@@ -76,6 +77,29 @@ export function genSpecText(n: number, style: SpecStyle, change?: { service: num
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * The same spec as genSpecText() as JSON, one service per line (as a generator writing thousands of
+ * services would, without pretty-printing each backend).
+ */
+export function genSpecJson(n: number, style: SpecStyle, change?: { service: number }): string {
+  const mode = style === 'bsd' ? 'round-robin' : 'random';
+  const services = genServices(n, style);
+  if (change) services[change.service].backends[0] = { ...services[change.service].backends[0], address: changedBackend(style, change.service) };
+  const lines = services.map((s) =>
+    JSON.stringify({
+      name: s.name,
+      ...(style === 'bsd' ? { interface: 'em0' } : {}),
+      vip: s.vip,
+      port: s.port,
+      mode,
+      backends: s.backends.map((x) => (style === 'linux6' ? `[${x.address}]:${x.port}` : `${x.address}:${x.port}`)),
+    }),
+  );
+  return `{"version": 1, "services": [\n${lines.join(',\n')}\n]}\n`;
+}
+
+export type SpecFormat = 'yaml' | 'json';
 
 /** A replacement backend address outside every generated one (10.79.255.x / fd00:65::). */
 export function changedBackend(style: SpecStyle, service: number): string {
