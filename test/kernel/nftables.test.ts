@@ -1,5 +1,8 @@
 // The nftables target against the real kernel: rules loaded with nft in a private namespace,
 // real TCP/UDP connections from a client namespace through the balancer to identity servers.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Backend, HashField, IR, Mode, Service } from '../../src/ir/types.js';
 import { compileForTarget, type OutputFile } from '../../src/targets/target.js';
@@ -52,6 +55,11 @@ const SPEC: IR = {
     svc({ name: 'same-port', vip: ADDR.v4.vip(8), port: 8080, backends: [be4(2), be4(3)] }),
     // A CIDR vip that contains nthw's host vip: the host vip must win for its own address.
     svc({ name: 'block', vip: '10.201.100.0/24', port: 80, backends: [be4(3)] }),
+    // rnd, hsh and sixudp are eligible for the shared selection maps; odd (weight sum 17, over the
+    // slot cap) keeps its chain and must still be reached past those maps.
+    svc({ name: 'odd', vip: ADDR.v4.vip(9), port: 80, mode: 'random', backends: [be4(0, 8080, 1), be4(1, 8080, 16)] }),
+    // No vip: any local address of the balancer, looked up after every host and CIDR vip.
+    svc({ name: 'anyvip', vip: null, port: 80, backends: [be4(2)] }),
     svc({ name: 'six', vip: ADDR.v6.vip(1), port: 80, backends: [{ address: ADDR.v6.backends[0], port: 8080 }, { address: ADDR.v6.backends[1], port: 8080 }] }),
     svc({ name: 'sixudp', vip: ADDR.v6.vip(2), port: 53, protocol: 'udp', mode: 'hash', hash: ['saddr', 'sport'], backends: [{ address: ADDR.v6.backends[0], port: 5300 }, { address: ADDR.v6.backends[1], port: 5300 }] }),
   ],
@@ -106,6 +114,21 @@ kernelSuite('nftables target in the kernel', ['nft'], () => {
     const second = (await t.exec('lb', ['nft', 'list', 'ruleset'])).stdout;
     expect(second).toBe(firstListing);
     expect((await t.exec('lb', ['nft', 'list', 'table', 'ip', 'keepme'])).stdout).toContain('tcp dport 22 counter');
+  }, 60_000);
+
+  it('random and hash host-vip services live in shared maps, the others in chains', async () => {
+    const t = topo!;
+    const listing = (await t.exec('lb', ['nft', 'list', 'table', 'inet', 'lbc'])).stdout;
+    for (const m of ['pre4_rnd_4', 'pre4_hash_saddr_4', 'pre6_hash_saddr_sport_2']) expect(listing).toContain(`map ${m} {`);
+    for (const c of ['svc_rnd', 'svc_hsh', 'svc_sixudp']) expect(listing).not.toContain(`chain ${c} {`);
+    for (const c of ['svc_odd', 'svc_stk', 'svc_nthw', 'svc_block']) expect(listing).toContain(`chain ${c} {`);
+  }, 60_000);
+
+  it('a random service outside the shared maps is reached past them (a lookup miss falls through)', async () => {
+    const r = answered(await topo!.connect({ host: ADDR.v4.vip(9), port: 80, protocol: 'tcp', count: 40 }));
+    const got = tally(r);
+    expect(Object.keys(got).every((k) => k === 'b0' || k === 'b1')).toBe(true);
+    expect(got.b1 ?? 0).toBeGreaterThan(0);
   }, 60_000);
 
   it('nth with weights 1:2:3 gives exact counts over TCP; the backup gets nothing', async () => {
@@ -173,6 +196,12 @@ kernelSuite('nftables target in the kernel', ['nft'], () => {
   it('a host vip wins over a CIDR vip containing it', async () => {
     const t = topo!;
     expect(tally(answered(await t.connect({ host: CIDR_ADDR, port: 80, protocol: 'tcp', count: 4 })))).toEqual({ b3: 4 });
+    // A service without vip still answers on the balancer's own address.
+    expect(tally(answered(await t.connect({ host: ADDR.v4.balancerClientSide, port: 80, protocol: 'tcp', count: 3 })))).toEqual({ b2: 3 });
+    // A host vip in a shared map wins too: the CIDR block would send everything to b3, the hash
+    // service spreads 120 clients over its four backends.
+    const h = answered(await t.connect({ host: ADDR.v4.vip(4), port: 80, protocol: 'tcp', count: clients.length, sources: clients }));
+    expect(Object.keys(tally(h)).length).toBeGreaterThanOrEqual(3);
     // nthw: one full cycle of 6 from wherever its counter stands.
     expect(tally(answered(await t.connect({ host: ADDR.v4.vip(1), port: 80, protocol: 'tcp', count: 6 })))).toEqual({ b0: 1, b1: 2, b2: 3 });
   }, 60_000);
@@ -185,4 +214,44 @@ kernelSuite('nftables target in the kernel', ['nft'], () => {
     const u = answered(await t.connect({ host: ADDR.v6.vip(2), port: 53, protocol: 'udp', count: sources.length, sources }));
     expect(Object.keys(tally(u)).sort()).toEqual(['v6u0', 'v6u1']);
   }, 60_000);
+
+  // Last, since it changes the loaded ruleset: shared map elements are diffed like dispatch elements.
+  it('incremental apply adds and deletes shared map elements per service, equal to a full load', async () => {
+    const t = topo!;
+    const stateDir = await mkdtemp(join(tmpdir(), `${t.ns.lb}-state-`));
+    try {
+      const log: string[] = [];
+      const ctx = { ...t.applyContext('lb', (l: string) => log.push(l)), stateDir };
+      const sets = (ir: IR) => compileForTarget(nftablesTarget, ir).files;
+      await nftablesTarget.apply!(files, ctx);
+      const by = new Map(SPEC.services.map((s) => [s.name, s]));
+      const reweighted = (name: string, ws: number[]): Service => {
+        const s = by.get(name)!;
+        let k = 0;
+        return { ...s, backends: s.backends.map((b) => (b.backup ? b : { ...b, weight: ws[k++] })) };
+      };
+      // hsh: new weights, so it moves to the map of weight sum 6; odd: 1:15 (W = 16) is within the slot cap and
+      // moves from its chain into a shared map; rnd: 1:1:1:14 (W = 17) is not and moves into a chain.
+      const changed: IR = {
+        ...SPEC,
+        services: SPEC.services.map((s) =>
+          s.name === 'hsh' ? reweighted('hsh', [1, 1, 1, 3]) : s.name === 'odd' ? reweighted('odd', [1, 15]) : s.name === 'rnd' ? reweighted('rnd', [1, 1, 1, 14]) : s,
+        ),
+      };
+      log.length = 0;
+      await nftablesTarget.apply!(sets(changed), ctx);
+      expect(log.join('\n')).toMatch(/loading only what changed: \d+ chain\(s\), [1-9]\d* map element\(s\)/);
+      const partial = (await t.exec('lb', ['nft', 'list', 'table', 'inet', 'lbc'])).stdout;
+      expect(partial).toContain('chain svc_rnd {');
+      expect(partial).not.toContain('chain svc_odd {');
+      // odd now spreads 1:15 from the shared map; hsh keeps answering every client.
+      const o = tally(answered(await t.connect({ host: ADDR.v4.vip(9), port: 80, protocol: 'tcp', count: 32 })));
+      expect(Object.keys(o).every((k) => k === 'b0' || k === 'b1')).toBe(true);
+      answered(await t.connect({ host: ADDR.v4.vip(4), port: 80, protocol: 'tcp', count: 20, sources: clients.slice(0, 20) }));
+      await nftablesTarget.apply!(sets(changed), { ...ctx, fullApply: true });
+      expect((await t.exec('lb', ['nft', 'list', 'table', 'inet', 'lbc'])).stdout).toBe(partial);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

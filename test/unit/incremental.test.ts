@@ -150,6 +150,50 @@ describe('nftables: the partial transaction', () => {
     expect(plan!.script).toContain('add rule inet lbc output ip daddr . meta l4proto . th dport vmap @out4_host');
   });
 
+  it('shared selection maps: a backend change replaces only that service\'s elements, new weights move it to another map', () => {
+    const rnd = (name: string, i: number, first = '10.1.0.10', weights = [1, 1, 1]): SvcInput => ({
+      ...web(name, i, first),
+      mode: 'random',
+      backends: web(name, i, first).backends.map((b, k) => ({ ...b, weight: weights[k] })),
+    });
+    const moved = nftDiff(ir(rnd('a', 1), rnd('b', 2)), ir(rnd('a', 1), rnd('b', 2, '10.1.0.99')));
+    expect(moved.plan!.chains).toEqual([]);
+    expect(moved.plan!.elements).toEqual([{ map: 'pre4_rnd_3', key: '10.0.0.2 . tcp . 80 . 0', op: 'replace' }]);
+    expect(statements(moved.plan!.script).slice(1, -1)).toEqual(['delete element pre4_rnd_3', 'add element pre4_rnd_3']);
+    expect(moved.plan!.script).toContain('delete element inet lbc pre4_rnd_3 { 10.0.0.2 . tcp . 80 . 0 }');
+    expect(moved.plan!.script).toContain('add element inet lbc pre4_rnd_3 { 10.0.0.2 . tcp . 80 . 0 : 10.1.0.99 . 8080 }');
+
+    // 1:1:1 -> 1:1:2: service b leaves the W = 3 map for a new W = 4 map (and its rule).
+    const reweighted = nftDiff(ir(rnd('a', 1), rnd('b', 2)), ir(rnd('a', 1), rnd('b', 2, '10.1.0.10', [1, 1, 2])));
+    const ops = reweighted.plan!.elements.map((e) => `${e.op} ${e.map} ${e.key.split(' . ').at(-1)}`);
+    expect(ops.sort()).toEqual(['add pre4_rnd_4 0', 'add pre4_rnd_4 1', 'add pre4_rnd_4 2', 'add pre4_rnd_4 3', 'delete pre4_rnd_3 0', 'delete pre4_rnd_3 1', 'delete pre4_rnd_3 2']);
+    expect(statements(reweighted.plan!.script).slice(1, -1)).toEqual([
+      'add map pre4_rnd_4',
+      'flush chain prerouting',
+      'delete element pre4_rnd_3',
+      'add rule prerouting',
+      'add rule prerouting',
+      'add element pre4_rnd_4',
+    ]);
+  });
+
+  it('a service moving from its chain into a shared map: dispatch element deleted, elements added, chain deleted last', () => {
+    // 1:16 (W = 17) is over the slot cap, 1:15 is not.
+    const odd: SvcInput = { ...web('b', 2), mode: 'random', backends: [{ address: '10.1.0.10', weight: 1 }, { address: '10.1.0.11', weight: 16 }] };
+    const even: SvcInput = { ...odd, backends: [{ address: '10.1.0.10', weight: 1 }, { address: '10.1.0.11', weight: 15 }] };
+    const { plan } = nftDiff(ir(web('a', 1), odd), ir(web('a', 1), even));
+    expect(statements(plan!.script).slice(1, -1)).toEqual([
+      'add map pre4_rnd_16',
+      'flush chain prerouting',
+      'flush chain svc_b',
+      'delete element pre4_host',
+      'add rule prerouting',
+      'add rule prerouting',
+      'add element pre4_rnd_16',
+      'delete chain svc_b',
+    ]);
+  });
+
   it('differences only a full load makes give no plan', () => {
     const { old, next, newHash } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
     expect(nftPlan({ ...old, maps: { pre4_host: { ...old.maps.pre4_host, def: 'other' } } }, next, newHash)).toBeNull();

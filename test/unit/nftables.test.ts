@@ -5,7 +5,7 @@ import type { Backend, HashField, IR, Mode, Service } from '../../src/ir/types.j
 import { compileForTarget } from '../../src/targets/target.js';
 import { TARGETS } from '../../src/targets/registry.js';
 import { nftablesTarget } from '../../src/targets/nftables/index.js';
-import { hashSeed, reducedWeights } from '../../src/targets/nftables/layout.js';
+import { hashSeed, reducedWeights, SHARED_MAX_SLOTS, slotOwners, sharedHashSeed } from '../../src/targets/nftables/layout.js';
 
 const loc = { file: 'unit.yaml', line: 1, column: 1 };
 
@@ -85,7 +85,9 @@ function parse(text: string): Parsed {
     if (head[1] === 'set') {
       out.sets.set(head[2], Object.fromEntries(body.map((b) => [b.split(' ')[0], b.split(' ').slice(1).join(' ')])));
     } else if (head[1] === 'map') {
-      const type = body.find((b) => b.startsWith('type '))!.slice(5);
+      // "type T" gives T; a "typeof E" line is kept whole.
+      const typeLine = body.find((b) => b.startsWith('type ') || b.startsWith('typeof '))!;
+      const type = typeLine.startsWith('type ') ? typeLine.slice(5) : typeLine;
       const flags = body.find((b) => b.startsWith('flags '))?.slice(6) ?? null;
       const start = body.indexOf('elements = {');
       const elements = body.slice(start + 1, body.lastIndexOf('}')).map((e) => {
@@ -257,8 +259,9 @@ describe('nftables emitter: selection', () => {
     }
   });
 
+  // A CIDR vip keeps a random or hash service in a chain of its own (host vips go to shared maps).
   it('random uses the conditional-probability cascade w_i / remaining', () => {
-    const p = parse(emit(ir({ name: 'r', vip: '10.0.0.1', mode: 'random', backends: [{ address: '10.1.0.1', weight: 1 }, { address: '10.1.0.2', weight: 2 }, { address: '10.1.0.3', weight: 3 }] })));
+    const p = parse(emit(ir({ name: 'r', vip: '10.0.0.0/24', mode: 'random', backends: [{ address: '10.1.0.1', weight: 1 }, { address: '10.1.0.2', weight: 2 }, { address: '10.1.0.3', weight: 3 }] })));
     const sels = p.chains.get('svc_r')!.rules.map(selectionOf);
     expect(sels.map((s) => [s.kind, s.mod, s.lo, s.hi])).toEqual([['random', 6, 0, 0], ['random', 5, 0, 1], ['always', 1, 0, 0]]);
     // P(i) = prod_{j<i}(1 - p_j) * p_i
@@ -273,7 +276,7 @@ describe('nftables emitter: selection', () => {
   });
 
   it('hash: every rule computes the same jhash with the service seed, ranges partition the modulus', () => {
-    const p = parse(emit(ir({ name: 'h', vip: '10.0.0.1', mode: 'hash', hash: ['saddr', 'sport', 'daddr', 'dport'], backends: [{ address: '10.1.0.1', weight: 2 }, { address: '10.1.0.2' }, { address: '10.1.0.3' }] })));
+    const p = parse(emit(ir({ name: 'h', vip: '10.0.0.0/24', mode: 'hash', hash: ['saddr', 'sport', 'daddr', 'dport'], backends: [{ address: '10.1.0.1', weight: 2 }, { address: '10.1.0.2' }, { address: '10.1.0.3' }] })));
     const rules = p.chains.get('svc_h')!.rules;
     const seed = `0x${hashSeed('h').toString(16).padStart(8, '0')}`;
     expect(rules.slice(0, 2).map((r) => r.split(' seed ')[0])).toEqual(Array(2).fill('jhash ip saddr . th sport . ip daddr . th dport mod 4'));
@@ -298,6 +301,115 @@ describe('nftables emitter: selection', () => {
       'numgen inc mod 2 0 dnat ip to 10.1.0.1',
       'redirect',
     ]);
+  });
+});
+
+describe('nftables emitter: shared selection maps', () => {
+  it('slots: backend i owns exactly w_i consecutive slots of the reduced weight sum W', () => {
+    const cases = [[1], [1, 1], [1, 2, 3], [2, 4, 6], [5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 1], [7, 1, 1, 1], [9, 7], [3, 13], Array(16).fill(1), [1, 15]];
+    for (const ws of cases) {
+      const owners = slotOwners(ws)!;
+      expect(owners, `${ws}`).not.toBeNull();
+      const w = reducedWeights(ws);
+      expect(owners).toHaveLength(w.reduce((a, b) => a + b, 0));
+      // Consecutive and in backend order, each backend exactly its reduced weight.
+      expect(owners).toEqual([...owners].sort((x, y) => x - y));
+      expect(w.map((_, i) => owners.filter((o) => o === i).length)).toEqual(w);
+    }
+    expect(slotOwners([2, 4, 6])).toEqual([0, 1, 1, 2, 2, 2]);
+  });
+
+  it('refuses (null) when the reduced weight sum exceeds the cap, so the service keeps its chain', () => {
+    expect(SHARED_MAX_SLOTS).toBe(16);
+    expect(slotOwners([1, 16])).toBeNull(); // 17
+    expect(slotOwners(Array(17).fill(1))).toBeNull();
+    expect(slotOwners([2, 32])).toBeNull(); // reduces to 1:16, W = 17
+    expect(slotOwners([10, 150])).toEqual([0, ...Array(15).fill(1)]); // reduces to 1:15
+  });
+
+  const text = emit(
+    ir(
+      { name: 'r1', vip: '10.0.0.1', mode: 'random', backends: [{ address: '10.1.0.1', port: 8080, weight: 1 }, { address: '10.1.0.2', weight: 2 }, { address: '10.1.0.9', backup: true }] },
+      { name: 'r2', vip: '10.0.0.2', protocol: 'udp', port: 53, mode: 'random', local: true, backends: [{ address: '10.1.0.3' }] },
+      { name: 'h1', vip: '10.0.0.3', mode: 'hash', hash: ['saddr', 'sport'], backends: [{ address: '10.1.0.1' }, { address: '10.1.0.2' }] },
+      { name: 'h2', vip: '10.0.0.4', mode: 'hash', hash: ['saddr', 'sport'], backends: [{ address: '10.1.0.3' }, { address: '10.1.0.4' }] },
+      { name: 'h3', vip: '10.0.0.5', mode: 'hash', hash: ['saddr'], backends: [{ address: '10.1.0.1' }] },
+      { name: 'r3', vip: '10.0.0.12', mode: 'random', backends: [{ address: '10.1.0.4', weight: 2 }, { address: '10.1.0.5', weight: 1 }] },
+      { name: 'r6', vip: '2001:db8::1', mode: 'random', backends: [{ address: '2001:db8:1::1', port: 8080 }, { address: '2001:db8:1::2' }] },
+      // Not eligible: weight sum 17, a CIDR vip, an interface, sticky, a local backend, nth, a shared key.
+      { name: 'odd', vip: '10.0.0.6', mode: 'random', backends: [{ address: '10.1.0.1', weight: 1 }, { address: '10.1.0.2', weight: 16 }] },
+      { name: 'cidr', vip: '10.9.0.0/24', mode: 'random', backends: [{ address: '10.1.0.1' }] },
+      { name: 'iface', vip: '10.0.0.7', mode: 'random', interface: 'eth0', backends: [{ address: '10.1.0.1' }] },
+      { name: 'stk', vip: '10.0.0.8', mode: 'random', sticky: 60, backends: [{ address: '10.1.0.1' }] },
+      { name: 'loc', vip: '10.0.0.9', mode: 'random', backends: [{ address: null, port: 81 }, { address: '10.1.0.1' }] },
+      { name: 'nth', vip: '10.0.0.10', backends: [{ address: '10.1.0.1' }] },
+      { name: 'twin-a', vip: '10.0.0.11', mode: 'random', interface: 'eth1', backends: [{ address: '10.1.0.1' }] },
+      { name: 'twin-b', vip: '10.0.0.11', mode: 'random', backends: [{ address: '10.1.0.2' }] },
+    ),
+  );
+  const p = parse(text);
+  const seed = (f: Parameters<typeof sharedHashSeed>[0]) => `0x${sharedHashSeed(f).toString(16).padStart(8, '0')}`;
+
+  it('only eligible services lose their chain', () => {
+    const chains = [...p.chains.keys()].filter((c) => c.startsWith('svc_'));
+    expect(chains).toEqual(['svc_odd', 'svc_cidr', 'svc_iface', 'svc_stk', 'svc_loc', 'svc_nth', 'svc_twin-a', 'svc_twin-b']);
+    const dispatched = [...p.maps.get('pre4_host')!.elements].map(([k]) => k.split(' ')[0]);
+    expect(dispatched).toEqual(['10.0.0.6', '10.0.0.7', '10.0.0.8', '10.0.0.9', '10.0.0.10', '10.0.0.11']);
+  });
+
+  it('random services: one plain map per hook, family and weight sum, one element per slot, port in the value', () => {
+    expect(p.maps.get('pre4_rnd_3')).toEqual({
+      type: 'typeof ip daddr . meta l4proto . th dport . numgen random mod 3 : ip daddr . th dport',
+      flags: null,
+      elements: [
+        ['10.0.0.1 . tcp . 80 . 0', '10.1.0.1 . 8080'],
+        ['10.0.0.1 . tcp . 80 . 1', '10.1.0.2 . 80'],
+        ['10.0.0.1 . tcp . 80 . 2', '10.1.0.2 . 80'],
+        ['10.0.0.12 . tcp . 80 . 0', '10.1.0.4 . 80'],
+        ['10.0.0.12 . tcp . 80 . 1', '10.1.0.4 . 80'],
+        ['10.0.0.12 . tcp . 80 . 2', '10.1.0.5 . 80'],
+      ],
+    });
+    expect(p.maps.get('pre4_rnd_1')!.elements).toEqual([['10.0.0.2 . udp . 53 . 0', '10.1.0.3 . 53']]);
+    expect(p.maps.get('out4_rnd_1')!.elements).toEqual([['10.0.0.2 . udp . 53 . 0', '10.1.0.3 . 53']]);
+    expect([...p.maps.keys()].filter((k) => k.startsWith('out'))).toEqual(['out4_rnd_1']);
+    expect(p.maps.get('pre6_rnd_2')!.elements).toEqual([
+      ['2001:db8::1 . tcp . 80 . 0', '2001:db8:1::1 . 8080'],
+      ['2001:db8::1 . tcp . 80 . 1', '2001:db8:1::2 . 80'],
+    ]);
+  });
+
+  it('hash services: one map per field set and weight sum, one seed per field set', () => {
+    expect(p.maps.get('pre4_hash_saddr_sport_2')!.type).toBe('typeof ip daddr . meta l4proto . th dport . symhash mod 2 : ip daddr . th dport');
+    expect(p.maps.get('pre4_hash_saddr_sport_2')!.elements).toEqual([
+      ['10.0.0.3 . tcp . 80 . 0', '10.1.0.1 . 80'],
+      ['10.0.0.3 . tcp . 80 . 1', '10.1.0.2 . 80'],
+      ['10.0.0.4 . tcp . 80 . 0', '10.1.0.3 . 80'],
+      ['10.0.0.4 . tcp . 80 . 1', '10.1.0.4 . 80'],
+    ]);
+    expect(p.maps.get('pre4_hash_saddr_1')!.elements).toEqual([['10.0.0.5 . tcp . 80 . 0', '10.1.0.1 . 80']]);
+    expect(sharedHashSeed(['saddr'])).not.toBe(sharedHashSeed(['saddr', 'sport']));
+  });
+
+  it('the shared lookups come first in each family, before the dispatch maps', () => {
+    const dnat = `meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport .`;
+    expect(p.chains.get('prerouting')!.rules).toEqual([
+      `${dnat} numgen random mod 3 map @pre4_rnd_3`,
+      `${dnat} numgen random mod 1 map @pre4_rnd_1`,
+      `${dnat} jhash ip saddr . th sport mod 2 seed ${seed(['saddr', 'sport'])} map @pre4_hash_saddr_sport_2`,
+      `${dnat} jhash ip saddr mod 1 seed ${seed(['saddr'])} map @pre4_hash_saddr_1`,
+      'ip daddr . meta l4proto . th dport vmap @pre4_host',
+      'ip daddr . meta l4proto . th dport vmap @pre4_cidr',
+      'meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @pre6_rnd_2',
+    ]);
+    expect(p.chains.get('output')!.rules).toEqual([`${dnat} numgen random mod 1 map @out4_rnd_1`]);
+  });
+
+  it('describes each shared service in comments, with its slots', () => {
+    expect(text).toContain('\t# service r1: tcp 10.0.0.1:80, random over 2 backends\n');
+    expect(text).toContain('\t#   backend 0: 10.1.0.1:8080, share 1/3, slot 0\n');
+    expect(text).toContain('\t#   backend 1: 10.1.0.2:80, share 2/3, slots 1-2\n');
+    expect(text).toContain(`\t# service h1: tcp 10.0.0.3:80, hash on saddr, sport (seed ${seed(['saddr', 'sport'])}) over 2 backends\n`);
   });
 });
 

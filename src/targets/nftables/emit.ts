@@ -7,7 +7,7 @@ import { primaries } from '../../ir/types.js';
 import type { OutputFile } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
-import { buildLayout, hashSeed, hex32, reducedWeights, STICKY_SET_SIZE, type Hook, type Layout } from './layout.js';
+import { buildLayout, hashSeed, hex32, reducedWeights, STICKY_SET_SIZE, type Hook, type Layout, type SharedMap } from './layout.js';
 
 export const RULES_FILE = 'nftables.nft';
 export const TABLE = 'inet lbc';
@@ -27,12 +27,12 @@ function vipText(svc: Service): string {
   return svc.vip ? `${host}:${svc.port}` : `${at} port ${svc.port}`;
 }
 
-function serviceComments(svc: Service): string[] {
+function serviceComments(svc: Service, shared: SharedMap | null = null): string[] {
   const prim = primaries(svc);
   const w = reducedWeights(prim.map((b) => b.weight));
   const sum = w.reduce((a, x) => a + x, 0);
   let how = `${svc.mode}`;
-  if (svc.mode === 'hash') how += ` on ${svc.hashFields.join(', ')} (seed ${hex32(hashSeed(svc.name))})`;
+  if (svc.mode === 'hash') how += ` on ${svc.hashFields.join(', ')} (seed ${hex32(shared?.seed ?? hashSeed(svc.name))})`;
   const parts = [`service ${svc.name}: ${svc.protocol} ${vipText(svc)}`, `${how} over ${prim.length} backend${prim.length === 1 ? '' : 's'}`];
   if (svc.interface) parts.push(`arriving on ${svc.interface}`);
   if (svc.sticky) parts.push(`sticky ${svc.sticky.timeoutSeconds}s`);
@@ -40,7 +40,9 @@ function serviceComments(svc: Service): string[] {
   const lines = [parts.join(', ')];
   prim.forEach((b, i) => {
     const where = b.address === null ? `local port ${b.port}` : svc.family === 'ipv6' ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
-    lines.push(`  backend ${b.index}: ${where}, share ${w[i]}/${sum}`);
+    const before = w.slice(0, i).reduce((a, x) => a + x, 0);
+    const range = shared ? (w[i] === 1 ? `, slot ${before}` : `, slots ${before}-${before + w[i] - 1}`) : '';
+    lines.push(`  backend ${b.index}: ${where}, share ${w[i]}/${sum}${range}`);
   });
   for (const b of svc.backends.filter((x) => x.backup)) {
     const where = b.address === null ? `local port ${b.port}` : `${b.address} port ${b.port}`;
@@ -53,10 +55,32 @@ export function renderLayout(ir: IR, layout: Layout): string {
   const sets = layout.services.flatMap((c) =>
     c.sets.map((s) => ({ name: s.name, type: s.type, timeout: `${s.timeoutSeconds}s`, size: STICKY_SET_SIZE })),
   );
+  const sharedMaps = layout.shared.map((m) => {
+    const fam = m.family === 'ipv4' ? 'IPv4' : 'IPv6';
+    const how = m.mode === 'random' ? 'at random' : `by hash on ${m.hashFields.join(', ')}`;
+    const local = m.hook === 'out' ? ', for local connections' : '';
+    return {
+      name: m.name,
+      comments: [
+        `${fam} services on a host vip balanced ${how}${local}, without a chain of their own.`,
+        `Key: vip . protocol . port . slot in [0, ${m.slots}); each backend owns as many slots as its reduced weight.`,
+        ...(m.mode === 'hash'
+          ? [
+              'One jhash seed for the whole map, derived from the field list (a service here has no seed of its own).',
+              'The typeof names symhash only for the key type (a 32-bit integer): nft 1.0.6 cannot list a typeof holding jhash.',
+            ]
+          : []),
+        ...m.services.flatMap((s) => serviceComments(s, m)),
+      ],
+      type: m.type,
+      interval: false,
+      elements: m.entries.map((e) => `${e.key} : ${e.value}`),
+    };
+  });
   const maps = layout.dispatch.map((m) => ({
     name: m.name,
-    comment: `${m.family === 'ipv4' ? 'IPv4' : 'IPv6'} services ${m.kind === 'host' ? 'on a host vip' : m.kind === 'cidr' ? 'on a CIDR vip' : 'without vip'}${m.hook === 'out' ? ', for local connections' : ''}.`,
-    type: m.type,
+    comments: [`${m.family === 'ipv4' ? 'IPv4' : 'IPv6'} services ${m.kind === 'host' ? 'on a host vip' : m.kind === 'cidr' ? 'on a CIDR vip' : 'without vip'}${m.hook === 'out' ? ', for local connections' : ''}.`],
+    type: `type ${m.type}`,
     interval: m.interval,
     elements: m.entries.map((e) => `${e.key} : ${e.verdict}`),
   }));
@@ -76,11 +100,16 @@ export function renderLayout(ir: IR, layout: Layout): string {
     .map((h) => ({
       name: HOOKS[h].chain,
       hook: HOOKS[h].hook,
-      comment: `${HOOKS[h].comment} Host vips first, then CIDR vips (longest prefix first), then services without vip.`,
-      rules: layout.dispatch.filter((m) => m.hook === h).map((m) => m.rule),
+      comment: `${HOOKS[h].comment} ${layout.shared.some((m) => m.hook === h) ? 'Shared selection maps and host vips' : 'Host vips'} first, then CIDR vips (longest prefix first), then services without vip.`,
+      // Per family, the shared maps' rules come right before the family's dispatch maps: a service
+      // they hold is a host vip no other service shares, so it is matched before any CIDR or vip-less one.
+      rules: (['ipv4', 'ipv6'] as const).flatMap((f) => [
+        ...layout.shared.filter((m) => m.hook === h && m.family === f).map((m) => m.rule),
+        ...layout.dispatch.filter((m) => m.hook === h && m.family === f).map((m) => m.rule),
+      ]),
     }))
     .filter((h) => h.rules.length > 0);
-  return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, maps, chains, hooks });
+  return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, maps: [...sharedMaps, ...maps], chains, hooks });
 }
 
 export function emitNftables(ir: IR): OutputFile[] {

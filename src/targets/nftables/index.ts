@@ -34,8 +34,9 @@ const capabilities: CapabilityTable = {
  *
  * When lbc's last apply on this host is known (state file and marker chain, incremental.ts), only
  * what changed is loaded, as one batch as well: changed service chains are flushed and refilled,
- * dispatch map elements deleted and added, sets created or deleted. Services whose chain did not
- * change keep their rotation counters and sticky clients; a changed service's rotation restarts.
+ * elements of the dispatch and shared selection maps deleted and added, sets created or deleted.
+ * Services whose chain did not change keep their rotation counters and sticky clients; a changed
+ * service's rotation restarts.
  * Otherwise (first apply, reboot, table gone or loaded by someone else, a change only a full load
  * can make, or a failed partial load) the file is loaded whole, which resets every rotation counter
  * and forgets sticky clients, because the table they live in is recreated.

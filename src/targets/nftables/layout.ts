@@ -10,6 +10,9 @@
  *   every chain that binds it: nf_tables_bind_set() in net/netfilter/nf_tables_api.c), and an
  *   anonymous or named map per service is 3.6–18× slower than a single map; constant-only rules
  *   stay within about 1.7× of it.
+ * - Random and hash services on a host vip have no chain at all when their reduced weight sum is at
+ *   most 16: they are elements of shared selection maps looked up first (see "Shared selection
+ *   maps" below). A shared map is bound by one rule only, so the quadratic cost above does not arise.
  * - The cascade is exact: numgen keeps one counter per expression (nft_ng_inc_eval() in
  *   net/netfilter/nft_numgen.c), each rule sees only what earlier rules let through, so rule i,
  *   matching `numgen inc mod R_i < w_i` with R_i the weight still unassigned, takes exactly w_i
@@ -18,7 +21,7 @@
  *   the same jhash (same fields, modulus and seed), so each backend owns a fixed range of hash
  *   values and a client keeps its backend.
  */
-import type { Backend, Family, Prefix, Service } from '../../ir/types.js';
+import type { Backend, Family, HashField, Prefix, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 
 export type Hook = 'pre' | 'out';
@@ -80,9 +83,38 @@ export interface ServiceChain {
   sets: StickySet[];
 }
 
+/** One element of a shared selection map: a service's key plus one slot of the selector, and the backend owning it. */
+export interface SharedEntry {
+  /** e.g. "10.0.0.1 . tcp . 80 . 3" */
+  key: string;
+  /** e.g. "10.1.0.1 . 8080" */
+  value: string;
+}
+
+/** A map shared by many random or hash services, and the one base-chain rule that looks it up. */
+export interface SharedMap {
+  name: string;
+  hook: Hook;
+  family: Family;
+  mode: 'random' | 'hash';
+  hashFields: HashField[];
+  /** The jhash seed of the group (hash only). */
+  seed: number | null;
+  /** The modulus W of the selector, the reduced weight sum of every service in the map. */
+  slots: number;
+  /** The map's `typeof` line. */
+  type: string;
+  rule: string;
+  services: Service[];
+  entries: SharedEntry[];
+}
+
 export interface Layout {
+  /** Shared selection maps, looked up before the dispatch maps of their hook and family. */
+  shared: SharedMap[];
   dispatch: DispatchMap[];
   interfaceChains: InterfaceChain[];
+  /** Per-service chains: every service not in a shared map. */
   services: ServiceChain[];
 }
 
@@ -110,15 +142,25 @@ export function hashSeed(name: string): number {
   return h >>> 0;
 }
 
+/**
+ * The jhash seed of a shared hash map: every service hashed on the same fields shares one rule and so
+ * one seed, derived from the field list alone (the name cannot collide with a service's seed input,
+ * since service names have no spaces). Which backend a client lands on depends on the seed only,
+ * so sharing it changes nothing but that assignment.
+ */
+export const sharedHashSeed = (fields: readonly HashField[]): number => hashSeed(`shared hash ${fields.join(',')}`);
+
 export const hex32 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 
 const ipKw = (f: Family): string => (f === 'ipv4' ? 'ip' : 'ip6');
 
-function hashExpr(svc: Service): string {
-  const kw = ipKw(svc.family);
+function fieldsExpr(family: Family, fields: readonly HashField[]): string {
+  const kw = ipKw(family);
   const field = { saddr: `${kw} saddr`, daddr: `${kw} daddr`, sport: 'th sport', dport: 'th dport' } as const;
-  return svc.hashFields.map((f) => field[f]).join(' . ');
+  return fields.map((f) => field[f]).join(' . ');
 }
+
+const hashExpr = (svc: Service): string => fieldsExpr(svc.family, svc.hashFields);
 
 /** A value or a range "lo-hi" of the selector. */
 const span = (lo: number, hi: number): string => (lo === hi ? `${lo}` : `${lo}-${hi}`);
@@ -235,7 +277,104 @@ function cidrLayers(groups: KeyGroup[]): KeyGroup[][] {
   return layers.map((l) => l.sort((a, b) => pos.get(a)! - pos.get(b)!));
 }
 
+// ---- Shared selection maps.
+//
+// A random or hash service needs no state of its own (nth does: one numgen inc counter per service),
+// so instead of a chain with one rule per backend it can be a few elements of a map shared by every
+// such service with the same weight sum W, keyed daddr · l4proto · dport · slot, where the slot is
+// `numgen random mod W` or `jhash <fields> mod W seed S`, and backend i owns w_i of the W slots:
+// exact for every weight vector. Loading elements costs far less than loading rules (at 10,000
+// services × 8 backends the map loads in about the time of the one-map reference layout, the
+// chains in about three times that).
+//
+// Slots are single values in a plain (hash) map, not ranges of one large modulus in an interval map:
+// this kernel (6.18) refuses an interval map of concatenations with many ranges in the last field
+// ("No buffer space available" from `nft -f` already at 1,000 services × 8 ranges), and a plain map
+// loads faster than an interval one (0.9 s against 1.3 s for 80,000 elements).
+// W is capped at SHARED_MAX_SLOTS, so a service costs at most that many elements; a larger W keeps
+// its chain. Both numgen random and jhash scale a 32-bit value to [0, W) with reciprocal_scale(),
+// (x · W) >> 32 (nft_ng_random_eval() in net/netfilter/nft_numgen.c, nft_jhash_eval() in
+// net/netfilter/nft_hash.c), so each slot receives ⌊2^32/W⌋ or ⌈2^32/W⌉ of the 2^32 inputs: a
+// backend's share is off from w/W by less than W/2^32 (under 4·10⁻⁹ for W ≤ 16).
+//
+// When the lookup finds no element (a service not in this map) the rule does not match and
+// evaluation goes on with the next rule (nft_lookup_eval() sets NFT_BREAK), so the next shared map
+// and then the dispatch maps still serve every other service. Only host-vip services whose dispatch
+// key no other service shares, without interface restriction, are eligible: such a service already
+// wins over every CIDR vip and vip-less service, so looking it up first keeps the precedence.
+
+/** Largest reduced weight sum a service in a shared map may have: its number of map elements. */
+export const SHARED_MAX_SLOTS = 16;
+
+/**
+ * The primary backend (index into the weights) owning each slot 0..W-1, in order, backend i owning
+ * exactly w_i consecutive slots of the gcd-reduced W; null when W exceeds maxSlots.
+ */
+export function slotOwners(weights: readonly number[], maxSlots = SHARED_MAX_SLOTS): number[] | null {
+  const w = reducedWeights([...weights]);
+  const total = w.reduce((s, x) => s + x, 0);
+  if (total === 0 || total > maxSlots) return null;
+  return w.flatMap((x, i) => Array<number>(x).fill(i));
+}
+
+function sharedEligible(svc: Service, keyCount: Map<string, number>): boolean {
+  if (svc.mode === 'nth' || !svc.vip?.isHost || svc.interface || svc.sticky) return false;
+  const prim = primaries(svc);
+  if (prim.length === 0 || prim.some((b) => b.address === null)) return false;
+  if ((keyCount.get(keyText(svc)) ?? 0) !== 1) return false;
+  return slotOwners(prim.map((b) => b.weight)) !== null;
+}
+
+function sharedEntries(svc: Service): SharedEntry[] {
+  const prim = primaries(svc);
+  return slotOwners(prim.map((b) => b.weight))!.map((i, slot) => ({ key: `${keyText(svc)} . ${slot}`, value: `${prim[i].address} . ${prim[i].port}` }));
+}
+
+function sharedMaps(hook: Hook, family: Family, services: Service[]): SharedMap[] {
+  const fam = family === 'ipv4' ? '4' : '6';
+  const kw = ipKw(family);
+  const groups = new Map<string, Service[]>();
+  for (const s of services) {
+    const slots = slotOwners(primaries(s).map((b) => b.weight))!.length;
+    const g = `${s.mode === 'random' ? 'rnd' : `hash_${s.hashFields.join('_')}`}_${slots}`;
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g)!.push(s);
+  }
+  return [...groups].map(([g, list]) => {
+    const first = list[0];
+    const slots = slotOwners(primaries(first).map((b) => b.weight))!.length;
+    const mode = first.mode as 'random' | 'hash';
+    const seed = mode === 'hash' ? sharedHashSeed(first.hashFields) : null;
+    const selector = mode === 'random' ? `numgen random mod ${slots}` : `jhash ${fieldsExpr(family, first.hashFields)} mod ${slots} seed ${hex32(seed!)}`;
+    const key = `${kw} daddr . meta l4proto . th dport . ${selector}`;
+    // `typeof` only gives the key's element types: every numgen and hash expression yields the same
+    // 32-bit integer. nft 1.0.6 crashes listing a map whose typeof holds a jhash (segmentation fault
+    // in `nft list ruleset`), so a hash map's key is declared with symhash, which lists fine.
+    const declared = `${kw} daddr . meta l4proto . th dport . ${mode === 'random' ? selector : `symhash mod ${slots}`}`;
+    const name = `${hook}${fam}_${g}`;
+    // A port in a nat mapping needs a transport protocol match before it (nft(8), NAT STATEMENTS;
+    // nft refuses the rule otherwise); the set match is that dependency for both protocols.
+    return {
+      name,
+      hook,
+      family,
+      mode,
+      hashFields: mode === 'hash' ? [...first.hashFields] : [],
+      seed,
+      slots,
+      type: `typeof ${declared} : ${kw} daddr . th dport`,
+      rule: `meta l4proto { tcp, udp } dnat ${kw} to ${key} map @${name}`,
+      services: list,
+      entries: list.flatMap(sharedEntries),
+    };
+  });
+}
+
 export function buildLayout(services: readonly Service[]): Layout {
+  const keyCount = new Map<string, number>();
+  for (const s of services) keyCount.set(keyText(s), (keyCount.get(keyText(s)) ?? 0) + 1);
+  const inShared = new Set(services.filter((s) => sharedEligible(s, keyCount)));
+  const shared: SharedMap[] = [];
   const dispatch: DispatchMap[] = [];
   const interfaceChains: InterfaceChain[] = [];
   for (const hook of ['pre', 'out'] as Hook[]) {
@@ -243,7 +382,9 @@ export function buildLayout(services: readonly Service[]): Layout {
       const fam = family === 'ipv4' ? '4' : '6';
       const kw = ipKw(family);
       const addrType = family === 'ipv4' ? 'ipv4_addr' : 'ipv6_addr';
-      const eligible = services.filter((s) => s.family === family && (hook === 'pre' || s.local));
+      const hooked = services.filter((s) => s.family === family && (hook === 'pre' || s.local));
+      shared.push(...sharedMaps(hook, family, hooked.filter((s) => inShared.has(s))));
+      const eligible = hooked.filter((s) => !inShared.has(s));
       const entryFor = (g: KeyGroup): DispatchEntry => {
         if (hook === 'out') {
           // The interface restriction is about where a packet came in; locally made connections
@@ -286,5 +427,5 @@ export function buildLayout(services: readonly Service[]): Layout {
       }
     }
   }
-  return { dispatch, interfaceChains, services: services.map(serviceChain) };
+  return { shared, dispatch, interfaceChains, services: services.filter((s) => !inShared.has(s)).map(serviceChain) };
 }
