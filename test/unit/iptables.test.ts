@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { compileForTarget } from '../../src/targets/target.js';
 import { TARGETS } from '../../src/targets/registry.js';
 import { iptablesTarget, ip6tablesTarget } from '../../src/targets/iptables/index.js';
-import { hmarkSeed } from '../../src/targets/iptables/emit.js';
-import { buildTree, LEAF_SIZE, type TreeItem } from '../../src/targets/iptables/tree.js';
+import { hmarkSeed, MARK_BASE } from '../../src/targets/iptables/emit.js';
+import { buildTree, FLAT_MAX, LEAF_SIZE, MAX_FANOUT, type TreeItem } from '../../src/targets/iptables/tree.js';
+import { expandSlots } from '../../src/targets/iptables/slots.js';
+import type { SvcInput } from './iptables-ir.js';
 import { restoreText } from '../../src/targets/iptables/apply.js';
 import { ir } from './iptables-ir.js';
 
@@ -132,6 +134,7 @@ const chainCache = new WeakMap<string[], Map<string, string[]>>();
 function chainsOf(rules: string[]): Map<string, string[]> {
   const byChain = new Map<string, string[]>();
   for (const r of rules) {
+    if (r.startsWith('#')) continue;
     const chain = r.split(' ')[1];
     if (!byChain.has(chain)) byChain.set(chain, []);
     byChain.get(chain)!.push(r);
@@ -153,7 +156,7 @@ describe('dispatch tree', () => {
       const address = sameVip ? (v6 ? '2001:db8::1' : '192.0.2.1') : v6 ? `2001:db8::${((i * 7919) >> 16).toString(16)}:${((i * 7919) & 0xffff).toString(16)}` : `10.${(i * 7919) >> 16 & 255}.${(i * 7919 >> 8) & 255}.${(i * 7919) & 255}`;
       const port = sameVip ? 1000 + i : 80;
       const protocol = i % 3 === 0 ? ('udp' as const) : ('tcp' as const);
-      return { family: v6 ? ('ipv6' as const) : ('ipv4' as const), address, port, protocol, rule: `-d ${address}/${v6 ? 128 : 32} -p ${protocol} -m ${protocol} --dport ${port} -j S${i}` };
+      return { family: v6 ? ('ipv6' as const) : ('ipv4' as const), address, port, protocol, rules: [`-d ${address}/${v6 ? 128 : 32} -p ${protocol} -m ${protocol} --dport ${port} -j S${i}`] };
     });
 
   for (const [label, v6, sameVip] of [['IPv4, many vips', false, false], ['IPv6, many vips', true, false], ['one vip, many ports', false, true]] as const) {
@@ -167,16 +170,22 @@ describe('dispatch tree', () => {
         expect(r.hit).toBe(`S${i}`);
         worst = Math.max(worst, r.looked);
       });
-      // A linear chain would look at up to 3000 rules; the tree at a few levels of ≤ 16 (×2 protocols) plus one leaf.
-      expect(worst).toBeLessThan(4 * 32 + LEAF_SIZE);
+      // A linear chain would look at up to 3000 rules; the tree at a few levels of ≤ MAX_FANOUT (×2 protocols) plus one leaf.
+      expect(worst).toBeLessThanOrEqual(3 * 2 * MAX_FANOUT + LEAF_SIZE);
+      for (const [, rs] of chainsOf(tree.rules)) expect(rs.length).toBeLessThanOrEqual(Math.max(2 * MAX_FANOUT, LEAF_SIZE));
+      // Leaves are kept full: not many more chains than 3000 / LEAF_SIZE.
+      expect(tree.chains.length).toBeLessThan((2.5 * 3000) / LEAF_SIZE);
       expect(walk(tree.rules, 'ROOT', v6, items[5].address, items[5].protocol === 'tcp' ? 'udp' : 'tcp', items[5].port).hit).toBeNull();
     });
   }
 
   it('is a single flat chain for small specs', () => {
-    const tree = buildTree('ROOT', 'T', 'ipv4', make(10, false, false));
-    expect(tree.chains).toEqual([]);
-    expect(tree.rules.every((r) => r.startsWith('-A ROOT '))).toBe(true);
+    for (const n of [10, FLAT_MAX]) {
+      const tree = buildTree('ROOT', 'T', 'ipv4', make(n, false, false));
+      expect(tree.chains).toEqual([]);
+      expect(tree.rules.every((r) => r.startsWith('-A ROOT '))).toBe(true);
+    }
+    expect(buildTree('ROOT', 'T', 'ipv4', make(FLAT_MAX + 1, false, false)).chains.length).toBeGreaterThan(0);
   });
 });
 
@@ -186,5 +195,200 @@ describe('apply restore transaction', () => {
     expect(text).toBe(
       ['# c', '*nat', ':LBC-S-old - [0:0]', ':LBC-PREROUTING - [0:0]', '-A LBC-PREROUTING -j RETURN', '-X LBC-S-old', 'COMMIT', '*mangle', ':LBC-OUTPUT - [0:0]', '-D OUTPUT -j LBC-OUTPUT', '-X LBC-OUTPUT', 'COMMIT', ''].join('\n'),
     );
+  });
+});
+
+/**
+ * The nat table as the kernel walks it, for new connections (daddr, proto, dport, mark): every rule's
+ * matches in order, the first that fails ends the rule, and a `statistic --mode nth` counter counts
+ * only the packets that reach it (xt_statistic: the counter moves only when the match runs). Handles
+ * the forms the iptables target emits for vip services: -d, -p, -m tcp/udp --dport, -m statistic nth,
+ * -m mark, -j LBC-* (jump and return), -j DNAT.
+ */
+class NatSim {
+  private chains = new Map<string, string[][]>();
+  private counters = new Map<string[], number>();
+  constructor(rulesFile: string) {
+    let table = '';
+    for (const line of rulesFile.split('\n')) {
+      if (line.startsWith('*')) table = line.slice(1);
+      else if (table === 'nat' && line.startsWith('-A ')) {
+        const t = line.split(' ');
+        if (!this.chains.has(t[1])) this.chains.set(t[1], []);
+        this.chains.get(t[1])!.push(t.slice(2));
+      }
+    }
+  }
+  connect(daddr: string, proto: string, dport: number, mark = 0): string | null {
+    return this.visit('LBC-PREROUTING', daddr, proto, dport, mark, 0);
+  }
+  private visit(chain: string, daddr: string, proto: string, dport: number, mark: number, depth: number): string | null {
+    if (depth > 10) throw new Error('loop');
+    for (const r of this.chains.get(chain) ?? []) {
+      let ok = true;
+      for (let i = 0; ok && i < r.length; i++) {
+        const a = r[i];
+        const v = r[i + 1];
+        if (a === '-d') {
+          const [net, len] = v.split('/');
+          const toN = (x: string) => x.split('.').reduce((s, o) => s * 256 + Number(o), 0);
+          const span = 2 ** (32 - Number(len));
+          ok = Math.floor(toN(net) / span) === Math.floor(toN(daddr) / span);
+          i++;
+        } else if (a === '-p') {
+          ok = v === proto;
+          i++;
+        } else if (a === '--dport') {
+          const [lo, hi] = v.split(':').map(Number);
+          ok = dport >= lo && dport <= (hi ?? lo);
+          i++;
+        } else if (a === '--mode' && v === 'nth') {
+          const every = Number(r[i + 3]);
+          expect(r[i + 4]).toBe('--packet');
+          const seen = this.counters.get(r) ?? 0;
+          this.counters.set(r, seen + 1);
+          ok = seen % every === Number(r[i + 5]);
+          i += 5;
+        } else if (a === '--mark') {
+          ok = Number(v) === mark;
+          i++;
+        } else if (a === '-j') {
+          if (v.startsWith('LBC-')) {
+            const res = this.visit(v, daddr, proto, dport, mark, depth + 1);
+            if (res) return res;
+            ok = false;
+          } else if (v === 'DNAT') {
+            return r[i + 3];
+          } else {
+            throw new Error(`unexpected target ${v}`);
+          }
+        } else if (a === '-m' || a === '--mode' || a === '--probability') {
+          if (a !== '-m') throw new Error(`random is not simulated: ${r.join(' ')}`);
+          i++;
+        } else {
+          throw new Error(`unexpected match ${a} in ${r.join(' ')}`);
+        }
+      }
+    }
+    return null;
+  }
+}
+
+describe('inline services in the dispatch tree (more than FLAT_MAX services)', () => {
+  const vip = (i: number) => `10.96.${(i >> 8) & 255}.${i & 255}`;
+  /** n services; weights vary so the nth cascades differ in length; every 17th is hash, every 29th random. */
+  const many = (n: number, extra: (i: number) => Partial<SvcInput> = () => ({})): SvcInput[] =>
+    Array.from({ length: n }, (_, i) => ({
+      name: `s${i}`,
+      vip: vip(i + 1),
+      port: 80,
+      mode: i % 17 === 5 ? ('hash' as const) : i % 29 === 7 ? ('random' as const) : ('nth' as const),
+      backends: Array.from({ length: 2 + (i % 4) }, (_, j) => ({ address: `10.64.${i >> 4}.${((i & 15) << 4) + j}`, port: 8080, weight: 1 + ((i + j) % 3) })),
+      ...extra(i),
+    }));
+  const chainRules = (out: string) => {
+    const m = new Map<string, string[]>();
+    let table = '';
+    for (const l of out.split('\n')) {
+      if (l.startsWith('*')) table = l.slice(1);
+      if (table !== 'nat' || !l.startsWith('-A ')) continue;
+      const c = l.split(' ')[1];
+      if (!m.has(c)) m.set(c, []);
+      m.get(c)!.push(l);
+    }
+    return m;
+  };
+
+  it('gives each service exactly its own rules, in one chain, each carrying the whole service match', () => {
+    const specs = many(300, (i) => (i === 40 ? { sticky: 60, mode: 'random' } : i === 41 ? { local: true } : {}));
+    const out = rulesOf(compileForTarget(iptablesTarget, ir(...specs)).files);
+    const chains = chainRules(out);
+    // Only the sticky and the local service keep chains of their own.
+    expect([...chains.keys()].filter((c) => c.startsWith('LBC-S-')).sort()).toEqual(['LBC-S-s40', 'LBC-S-s41']);
+    const all = [...chains.values()].flat();
+    for (const [i, s] of specs.entries()) {
+      if (i === 40 || i === 41) continue;
+      const match = `-d ${s.vip}/32 -p tcp -m tcp --dport 80 `;
+      const mine = all.filter((r) => r.includes(` ${match}`));
+      // What a chain of its own would hold (the flat layout of the same service alone), after the match.
+      const alone = rulesOf(compileForTarget(iptablesTarget, ir(s)).files)
+        .split('\n')
+        .filter((l) => l.startsWith(`-A LBC-S-${s.name} `))
+        .map((l) => l.slice(`-A LBC-S-${s.name} -p tcp `.length));
+      const chain = mine[0].split(' ')[1];
+      expect(mine).toEqual(alone.map((a) => `-A ${chain} ${match}${a}`));
+      // Contiguous in their leaf, and nothing else sends to this service's backends.
+      const leaf = chains.get(chain)!;
+      const at = leaf.indexOf(mine[0]);
+      expect(leaf.slice(at, at + mine.length)).toEqual(mine);
+      const backendRe = new RegExp(`--to-destination 10\\.64\\.${i >> 4}\\.${((i & 15) << 4)}:`);
+      expect(all.filter((r) => backendRe.test(r)).every((r) => r.includes(match))).toBe(true);
+    }
+    // The hash services' mark rules are inline too, and mangle still marks them.
+    expect(out).toContain(`-A LBC-T-`);
+    expect(out).toMatch(new RegExp(`-d ${vip(6)}/32 -p tcp -m tcp --dport 80 -m mark --mark 0x${MARK_BASE.toString(16)} -j DNAT`));
+    expect(out).toMatch(new RegExp(`^-A LBC-\\S+ -d ${vip(6)}/32 -p tcp -m tcp --dport 80 -j HMARK `, 'm'));
+    // The description comment goes with the service's rules.
+    expect(out).toMatch(/^# service s0: 10\.96\.0\.1 tcp\/80, mode nth, 2 backend\(s\)\n-A LBC-T-\S+ -d 10\.96\.0\.1\/32 /m);
+  });
+
+  it('keeps every nth cascade exact when connections to services sharing a leaf interleave', () => {
+    const specs = many(200).map((s) => ({ ...s, mode: 'nth' as const }));
+    const out = rulesOf(compileForTarget(iptablesTarget, ir(...specs)).files);
+    const chains = chainRules(out);
+    const leafOf = (i: number) => [...chains].find(([, rs]) => rs.some((r) => r.includes(` -d ${vip(i + 1)}/32 `)))![0];
+    // Services 16..31 (vips .17 to .32) share one leaf; check that it holds many services.
+    const leaf = leafOf(20);
+    const members = specs.map((_, i) => i).filter((i) => leafOf(i) === leaf);
+    expect(members.length).toBeGreaterThan(8);
+    expect(members.length).toBeLessThanOrEqual(LEAF_SIZE);
+    const sim = new NatSim(out);
+    const expected = (i: number) => expandSlots(specs[i].backends.map((b) => b.weight ?? 1)).map((bi) => `${specs[i].backends[bi].address}:8080`);
+    const seen = new Map<number, string[]>(members.map((i) => [i, []]));
+    // A deterministic interleaving: uneven counts per service, order scrambled.
+    for (let k = 0; k < 2000; k++) {
+      const i = members[(k * 7 + ((k * k) % 5)) % members.length];
+      seen.get(i)!.push(sim.connect(vip(i + 1), 'tcp', 80)!);
+    }
+    for (const i of members) {
+      const exp = expected(i);
+      const got = seen.get(i)!;
+      expect(got.length).toBeGreaterThan(exp.length * 3);
+      expect(got).toEqual(got.map((_, k) => exp[k % exp.length]));
+    }
+    // A connection to another service's vip on a port nobody serves goes nowhere, and counts nothing.
+    expect(sim.connect(vip(members[0] + 1), 'tcp', 81)).toBeNull();
+  });
+
+  it('hash services inline: the mark picks the slot', () => {
+    const specs = many(100).map((s) => ({ ...s, mode: 'hash' as const }));
+    const out = rulesOf(compileForTarget(iptablesTarget, ir(...specs)).files);
+    const sim = new NatSim(out);
+    for (const i of [0, 50, 99]) {
+      const slots = expandSlots(specs[i].backends.map((b) => b.weight ?? 1));
+      slots.forEach((bi, k) => expect(sim.connect(vip(i + 1), 'tcp', 80, MARK_BASE + k)).toBe(`${specs[i].backends[bi].address}:8080`));
+    }
+  });
+
+  it('10,000 services × 8 backends: a few hundred chains, short walks', () => {
+    const specs: SvcInput[] = Array.from({ length: 10_000 }, (_, i) => ({
+      name: `svc-${i}`,
+      vip: `10.${96 + (((i + 1) >> 16) & 3)}.${((i + 1) >> 8) & 255}.${(i + 1) & 255}`,
+      port: 80,
+      mode: 'random',
+      backends: Array.from({ length: 8 }, (_, j) => ({ address: `10.64.${(i * 8 + j) >> 8 & 255}.${(i * 8 + j) & 255}`, port: 8080 })),
+    }));
+    const out = rulesOf(compileForTarget(iptablesTarget, ir(...specs)).files);
+    const chains = chainRules(out);
+    expect(chains.size).toBeLessThan(800);
+    expect([...out.matchAll(/^:/gm)].length).toBe(chains.size);
+    for (const [, rs] of chains) expect(rs.length).toBeLessThanOrEqual(Math.max(LEAF_SIZE * 8, 2 * MAX_FANOUT));
+    expect(out.split('\n').filter((l) => l.startsWith('-A ')).length).toBe(80_000 + chains.size - 1);
+  });
+
+  it('up to FLAT_MAX services keep a chain each', () => {
+    const out = rulesOf(compileForTarget(iptablesTarget, ir(...many(FLAT_MAX))).files);
+    expect([...out.matchAll(/^:LBC-S-/gm)].length).toBe(FLAT_MAX);
+    expect(out).not.toContain('LBC-T-');
   });
 });

@@ -6,7 +6,11 @@
  *                          without a vip or with a CIDR vip, in spec order (so a single-address vip takes
  *                          precedence over a vip-less or CIDR service matching the same packet)
  *   nat    LBC-OUTPUT      the same for services with `local: true` (connections made on the balancer)
- *   nat    LBC-S-<name>    one chain per service: the balancing cascade with the DNAT inline
+ *   nat    LBC-S-<name>    one chain per service: the balancing cascade with the DNAT inline. When the
+ *                          dispatch is a tree (more than FLAT_MAX services), a service that needs nothing
+ *                          else (single-address vip, not sticky, not local) has no chain: its cascade sits
+ *                          in its tree leaf, every rule carrying the service's whole match, because each
+ *                          chain costs the --noflush loader far more than a rule (tree.ts)
  *   nat    LBC-B-<name>-<i> only for sticky services: record the client in the backend's ipset, then DNAT
  *   mangle LBC-PREROUTING / LBC-OUTPUT  only for mode hash: HMARK on the first packet of a connection
  * The built-in chains' jumps into LBC-PREROUTING / LBC-OUTPUT are added by apply(), not by this file.
@@ -17,7 +21,7 @@ import { primaries } from '../../ir/types.js';
 import type { OutputFile } from '../target.js';
 import { commentText, headerLines } from '../text.js';
 import { renderTemplate } from '../template.js';
-import { buildTree, type TreeItem } from './tree.js';
+import { buildTree, FLAT_MAX, type TreeItem } from './tree.js';
 import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
 import { appendAll } from '../arrays.js';
 
@@ -120,53 +124,75 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   const serviceChains: string[] = [];
   const sets: string[] = [];
 
+  // Services the tree can hold whole. Sticky ones jump to per-backend chains; local ones are balanced
+  // from two hooks with one set of nth counters, which needs one chain both jump to.
+  const treeMode = services.filter((s) => s.vip?.isHost).length > FLAT_MAX;
+  const inline = (svc: Service) => treeMode && !!svc.vip?.isHost && !svc.sticky && !svc.local;
+
   for (const svc of services) {
     const prim = primaries(svc);
     const chain = serviceChain(svc);
-    serviceChains.push(chain);
     const slots = svc.mode === 'random' ? [] : expandSlots(prim.map((b) => b.weight));
     const hashed = svc.mode === 'hash' && slots.length > 1;
 
-    const addDispatch = (dst: { tree: TreeItem[]; rest: string[] }, rule: string, hook: 'pre' | 'out') => {
-      const full = `${serviceMatch(svc, hook)} ${rule}`;
-      if (svc.vip && svc.vip.isHost) dst.tree.push({ family: svc.family, address: svc.vip.address, port: svc.port, protocol: svc.protocol, rule: full });
-      else dst.rest.push(full);
+    const addDispatch = (dst: { tree: TreeItem[]; rest: string[] }, rules: string[], hook: 'pre' | 'out', comment?: string) => {
+      const full = rules.map((r) => `${serviceMatch(svc, hook)} ${r}`);
+      if (svc.vip && svc.vip.isHost) dst.tree.push({ family: svc.family, address: svc.vip.address, port: svc.port, protocol: svc.protocol, rules: full, comment });
+      else appendAll(dst.rest, full);
     };
-    addDispatch(natPre, `-j ${chain}`, 'pre');
-    if (svc.local) addDispatch(natOut, `-j ${chain}`, 'out');
     if (hashed) {
-      addDispatch(manglePre, hmarkAction(svc, slots.length), 'pre');
-      if (svc.local) addDispatch(mangleOut, hmarkAction(svc, slots.length), 'out');
+      addDispatch(manglePre, [hmarkAction(svc, slots.length)], 'pre');
+      if (svc.local) addDispatch(mangleOut, [hmarkAction(svc, slots.length)], 'out');
     }
 
-    const proto = svc.sticky ? '' : `-p ${svc.protocol} `;
+    // The balancing rules without the service match: what goes into the service chain, or, inline, after
+    // the service match. Inline, each rule's statistic (or mark) match comes after the whole service match,
+    // so it is evaluated only for packets of this service: -d, -i and -p are checked before any -m match,
+    // the -m matches in the order written, and the first that fails ends the rule (ipt_do_table in
+    // net/ipv4/netfilter/ip_tables.c; with the nf_tables backend, nft_do_chain in
+    // net/netfilter/nf_tables_core.c, where a failed comparison breaks off the rule). xt_statistic moves
+    // its nth counter only when its match function runs (net/netfilter/xt_statistic.c), so every
+    // service's nth cascade counts only its own connections, as in a chain of its own.
+    // test/kernel/iptables-scale.test.ts checks this with services on one vip, where only the port differs.
+    const inlined = inline(svc);
+    const proto = svc.sticky || inlined ? '' : `-p ${svc.protocol} `;
     const action = (b: Backend) => (svc.sticky ? `-j ${backendChain(svc, b)}` : natAction(svc, b));
-    serviceLines.push(`# ${describeService(svc)}`);
+    const body: string[] = [];
     if (svc.sticky) {
       // Affinity before balancing: a client seen recently goes back to its backend. ipset instead of
       // xt_recent, whose lists hold 100 addresses by default (ip_list_tot) and then forget clients.
-      for (const b of prim) serviceLines.push(`-A ${chain} -m set --match-set ${setName(flavor, svc, b)} src -j ${backendChain(svc, b)}`);
+      for (const b of prim) body.push(`-m set --match-set ${setName(flavor, svc, b)} src -j ${backendChain(svc, b)}`);
     }
     if (svc.mode === 'random') {
       const probs = randomProbabilities(prim.map((b) => b.weight));
       prim.forEach((b, i) => {
         const cond = i < probs.length ? `-m statistic --mode random --probability ${probs[i]} ` : '';
-        serviceLines.push(`-A ${chain} ${proto}${cond}${action(b)}`);
+        body.push(`${proto}${cond}${action(b)}`);
       });
     } else if (svc.mode === 'nth') {
       const every = nthEvery(slots.length);
       slots.forEach((bi, k) => {
         const cond = k < every.length ? `-m statistic --mode nth --every ${every[k]} --packet 0 ` : '';
-        serviceLines.push(`-A ${chain} ${proto}${cond}${action(prim[bi])}`);
+        body.push(`${proto}${cond}${action(prim[bi])}`);
       });
     } else {
       // HMARK marked the connection's first packet MARK_BASE + slot in mangle; the last slot is
       // unconditional so a packet whose mark was changed in between still reaches a backend.
       slots.forEach((bi, k) => {
         const cond = k < slots.length - 1 ? `-m mark --mark 0x${(MARK_BASE + k).toString(16)} ` : '';
-        serviceLines.push(`-A ${chain} ${proto}${cond}${action(prim[bi])}`);
+        body.push(`${proto}${cond}${action(prim[bi])}`);
       });
     }
+
+    if (inlined) {
+      addDispatch(natPre, body, 'pre', describeService(svc));
+      continue;
+    }
+    serviceChains.push(chain);
+    addDispatch(natPre, [`-j ${chain}`], 'pre');
+    if (svc.local) addDispatch(natOut, [`-j ${chain}`], 'out');
+    serviceLines.push(`# ${describeService(svc)}`);
+    for (const r of body) serviceLines.push(`-A ${chain} ${r}`);
     if (svc.sticky) {
       for (const b of prim) {
         const bc = backendChain(svc, b);
@@ -182,10 +208,24 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = []) => {
     const tree = buildTree(root, ns, flavor.family, d.tree);
     appendAll(t.chains, tree.chains);
+    // A comment line goes with the rule after it; the root's own rules come first.
+    const rootLines: string[] = [];
+    const otherLines: string[] = [];
+    let pending: string[] = [];
+    for (const r of tree.rules) {
+      if (r.startsWith('#')) {
+        pending.push(r);
+        continue;
+      }
+      const dst = r.startsWith(`-A ${root} `) ? rootLines : otherLines;
+      appendAll(dst, pending);
+      dst.push(r);
+      pending = [];
+    }
     appendAll(t.lines, prelude.map((p) => `-A ${root} ${p}`));
-    appendAll(t.lines, tree.rules.filter((r) => r.startsWith(`-A ${root} `)));
+    appendAll(t.lines, rootLines);
     appendAll(t.lines, d.rest.map((r) => `-A ${root} ${r}`));
-    appendAll(t.lines, tree.rules.filter((r) => !r.startsWith(`-A ${root} `)));
+    appendAll(t.lines, otherLines);
   };
   dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
   if (natOut.tree.length + natOut.rest.length) {
