@@ -8,7 +8,7 @@ import { compileForTarget, type OutputFile } from '../../src/targets/target.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
 import { FLAT_MAX } from '../../src/targets/iptables/tree.js';
 import { expandSlots } from '../../src/targets/iptables/slots.js';
-import { ADDR, createTopology, kernelSuite, type Topology } from './harness/index.js';
+import { ADDR, createTopology, kernelSuite, type Topology, normalizeSave } from './harness/index.js';
 import { ir, type SvcInput } from '../unit/iptables-ir.js';
 
 const N = 200;
@@ -41,13 +41,6 @@ function spec(n: number): IR {
   return ir(...services);
 }
 
-function normalizeSave(s: string): string {
-  return s
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-    .join('\n');
-}
 
 kernelSuite('iptables target, tree layout with inline services', ['iptables', 'iptables-restore', 'iptables-save', 'ipset'], () => {
   let topo: Topology | undefined;

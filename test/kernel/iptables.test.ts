@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IR } from '../../src/ir/types.js';
 import { compileForTarget, type TargetDefinition } from '../../src/targets/target.js';
 import { iptablesTarget, ip6tablesTarget } from '../../src/targets/iptables/index.js';
-import { ADDR, createTopology, kernelSuite, tally, type ConnResult, type Topology } from './harness/index.js';
+import { ADDR, createTopology, kernelSuite, tally, type ConnResult, type Topology, normalizeSave } from './harness/index.js';
 import { ir, type SvcInput } from '../unit/iptables-ir.js';
 
 const PORT = 8080;
@@ -12,14 +12,6 @@ const LOCAL_PORT = 7100;
 const B4 = ADDR.v4.backends;
 const B6 = ADDR.v6.backends;
 
-/** Strip what changes between two identical dumps: the date comments and the packet counters. */
-function normalizeSave(s: string): string {
-  return s
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-    .join('\n');
-}
 
 function perSource(results: ConnResult[]): Map<string, Set<string | null>> {
   const m = new Map<string, Set<string | null>>();

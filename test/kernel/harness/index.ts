@@ -323,6 +323,18 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
 }
 
 /** backend id -> number of connections it answered ('(none)' for failures). */
+/**
+ * A ruleset dump with what differs between two dumps of the same rules removed: comment lines
+ * (iptables-save prints a date) and packet counters. Harmless for `nft list ruleset` output.
+ */
+export function normalizeSave(s: string): string {
+  return s
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]'))
+    .join('\n');
+}
+
 export function tally(results: readonly ConnResult[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const r of results) {
