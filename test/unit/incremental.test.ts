@@ -1,11 +1,12 @@
 // The diffing behind incremental apply: emitted files read back into objects, and the partial
 // transactions (nft -f batch, iptables-restore --noflush input) computed from a recorded state.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { IR } from '../../src/ir/types.js';
 import { compileForTarget, type TargetDefinition } from '../../src/targets/target.js';
 import { nftablesTarget } from '../../src/targets/nftables/index.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
-import { markerChain as nftMarker, nftPlan, nftState, parseNftRuleset, sha256 } from '../../src/targets/nftables/incremental.js';
+import { fullMarker, markerChain as nftMarker, nftChanges, nftPlan, parseNftRuleset, planFromState, sha256, STATE_VERSION } from '../../src/targets/nftables/incremental.js';
 import { iptPlan, iptState, markerChain as iptMarker, parseIptables } from '../../src/targets/iptables/incremental.js';
 import { withMarker } from '../../src/targets/iptables/apply.js';
 import { ir, type SvcInput } from './iptables-ir.js';
@@ -30,8 +31,12 @@ const nftText = (spec: IR) => files(nftablesTarget, spec).get('nftables.nft')!;
 function nftDiff(a: IR, b: IR) {
   const ta = nftText(a);
   const tb = nftText(b);
-  const old = nftState(parseNftRuleset(ta)!, sha256(ta));
-  return { plan: nftPlan(old, parseNftRuleset(tb)!, sha256(tb)), oldHash: sha256(ta), newHash: sha256(tb), old, next: parseNftRuleset(tb)! };
+  const oldHash = fullMarker(ta);
+  const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: oldHash, text: ta }, tb);
+  // The same plan from the complete models of both texts: reading only what differs loses nothing.
+  const whole = nftPlan(parseNftRuleset(ta)!, parseNftRuleset(tb)!, oldHash);
+  expect(plan).toEqual(whole);
+  return { plan, oldHash, newHash: plan?.marker, old: parseNftRuleset(ta)!, next: parseNftRuleset(tb)!, ta, tb };
 }
 
 /** Object names a batch statement touches ("flush chain inet lbc X" -> "flush chain X"). */
@@ -195,9 +200,83 @@ describe('nftables: the partial transaction', () => {
   });
 
   it('differences only a full load makes give no plan', () => {
-    const { old, next, newHash } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
-    expect(nftPlan({ ...old, maps: { pre4_host: { ...old.maps.pre4_host, def: 'other' } } }, next, newHash)).toBeNull();
-    expect(nftPlan({ ...old, chains: { ...old.chains, prerouting: { ...old.chains.prerouting, def: 'type nat hook output priority -100; policy accept;' } } }, next, newHash)).toBeNull();
+    const { old, next } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
+    const { ta } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
+    const hooked = (hook: string) => ta.replace('type nat hook prerouting priority', `type nat hook ${hook} priority`);
+    expect(planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'x', text: ta }, hooked('output'))).toBeNull();
+    expect(nftPlan(old, { ...next, maps: new Map([['pre4_host', { ...next.maps.get('pre4_host')!, def: ['type other'] }]]) }, 'x')).toBeNull();
+    // A block that became another kind of block, and text in another layout.
+    expect(nftChanges(ta, ta.replace('\tchain svc_a {', '\tset svc_a {'))).toBeNull();
+    expect(nftChanges(ta, 'flush ruleset\n')).toBeNull();
+  });
+});
+
+describe('nftables: only the changed lines of a large map are read', () => {
+  /** A ruleset in the emitter's layout with one map (and a chain after it), elements in the given order. */
+  const rulesetText = (els: Array<[string, string]>) =>
+    [
+      '# header',
+      'table inet lbc {',
+      '\t# a comment before the map',
+      '\tmap m {',
+      '\t\ttypeof ip daddr . th dport . numgen random mod 4 : ip daddr . th dport',
+      '\t\telements = {',
+      ...els.map(([k, v]) => `\t\t\t${k} : ${v},`),
+      '\t\t}',
+      '\t}',
+      '',
+      '\tchain prerouting {',
+      '\t\ttype nat hook prerouting priority -100; policy accept;',
+      '\t}',
+      '}',
+      '',
+    ].join('\n');
+  const key = (i: number) => `10.96.${i >> 8}.${i & 255} . 80 . ${i % 4}`;
+  const verdict = (v: number) => `10.64.0.${v} . 8080`;
+
+  it('the elements the plan deletes, replaces and adds turn the old map into the new one, with no add of a present key', () => {
+    const edits = fc.array(
+      fc.oneof(
+        fc.record({ op: fc.constant('set' as const), i: fc.nat(299), v: fc.nat(9) }),
+        fc.record({ op: fc.constant('del' as const), i: fc.nat(299), v: fc.constant(0) }),
+      ),
+      { maxLength: 12 },
+    );
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.nat(299), { minLength: 0, maxLength: 200 }), fc.nat(9), edits, (keys, v0, changes) => {
+        const before = new Map(keys.sort((a, b) => a - b).map((i) => [key(i), verdict(v0)]));
+        const after = new Map(before);
+        for (const c of changes) {
+          if (c.op === 'del') after.delete(key(c.i));
+          else after.set(key(c.i), verdict(c.v));
+        }
+        const ordered = (m: Map<string, string>) => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        const [ta, tb] = [rulesetText(ordered(before)), rulesetText(ordered(after))];
+        const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', text: ta }, tb)!;
+        expect(plan).not.toBeNull();
+        const kernel = new Map(before);
+        for (const e of plan.elements) {
+          expect(e.map).toBe('m');
+          // nft refuses to add a key that exists (EEXIST) and to delete one that does not (ENOENT).
+          if (e.op === 'add') expect(kernel.has(e.key)).toBe(false);
+          else expect(kernel.has(e.key)).toBe(true);
+          if (e.op === 'delete') kernel.delete(e.key);
+          else kernel.set(e.key, after.get(e.key)!);
+        }
+        expect(ordered(kernel)).toEqual(ordered(after));
+        expect(plan.empty).toBe(ta === tb);
+        expect(plan.chains).toEqual([]);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('one changed element among 80,000 gives a plan of that element alone', () => {
+    const els: Array<[string, string]> = Array.from({ length: 80_000 }, (_, i) => [key(i), verdict(i % 8)]);
+    const changed = els.map(([k, v], i): [string, string] => [k, i === 41_234 ? verdict(99) : v]);
+    const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', text: rulesetText(els) }, rulesetText(changed))!;
+    expect(plan.elements).toEqual([{ map: 'm', key: key(41_234), op: 'replace' }]);
+    expect(plan.script).toContain(`add element inet lbc m { ${key(41_234)} : ${verdict(99)} }`);
   });
 });
 

@@ -3,13 +3,16 @@
  * batch (one transaction, nft(8) "-f"), with the full replace of `table inet lbc` as the fallback.
  *
  * How apply knows what is loaded now — a state file plus a marker in the kernel:
- * - After every successful apply lbc writes a state file (on a host /run/lbc/nftables.json: /run is a
- *   tmpfs, so after a reboot there is none and the first apply is a full one; see IncrementalContext) holding a fingerprint of
- *   every set, map definition and chain it loaded, every dispatch map element, and the sha256 of the
- *   emitted file.
- * - The batch that loads the rules also creates an empty chain `loaded_<that sha256>`. A partial batch
- *   begins by deleting the chain named after the hash the state file recorded and ends by adding the
- *   one named after the new hash. Deleting a chain that does not exist fails, and a failed batch
+ * - After every successful apply lbc writes a state file (on a host /run/lbc/nftables.state: /run is
+ *   a tmpfs, so after a reboot there is none and the first apply is a full one; see
+ *   IncrementalContext) holding the emitted text it loaded and the name of the marker below. The next
+ *   apply compares the new text with that one block by block (string comparisons: no digests), and
+ *   reads line by line only the blocks that differ — of a changed map only the lines between its
+ *   equal first and last lines — so one changed service among 10,000 costs milliseconds.
+ * - The batch that loads the rules also creates an empty chain `loaded_<marker>`: after a full load
+ *   the sha256 of the text, after a partial one the sha256 of the previous marker and the change. A
+ *   partial batch begins by deleting the chain named after the marker the state file recorded and
+ *   ends by adding the next one. Deleting a chain that does not exist fails, and a failed batch
  *   changes nothing, so the partial load applies only if the kernel holds exactly the table lbc last
  *   loaded — checked by the kernel inside the same transaction, with no extra query and no window
  *   between a check and the load. A missing table (deleted, a reboot, another network namespace), a
@@ -27,7 +30,8 @@
  * needs 5.6 (concatenated interval maps), so this raises the floor slightly.
  */
 import { hash as digest } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ApplyContext } from '../target.js';
 
@@ -36,12 +40,12 @@ import type { ApplyContext } from '../target.js';
 
 /** The ApplyContext fields incremental apply reads (stateDir, fullApply) are declared on ApplyContext itself. */
 export type IncrementalContext = ApplyContext;
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 
 /** Where the state file of a target lives, or null when no state is kept. */
-export function stateFilePath(ctx: ApplyContext, target: string): string | null {
+export function stateFilePath(ctx: ApplyContext, target: string, extension = 'json'): string | null {
   const dir = ctx.stateDir ?? null;
-  return dir ? join(dir, `${target}.json`) : null;
+  return dir ? join(dir, `${target}.${extension}`) : null;
 }
 
 export const sha256 = (text: string): string => digest('sha256', text, 'hex');
@@ -81,11 +85,15 @@ export async function dropState(file: string | null): Promise<boolean> {
 
 /** Write atomically (temporary file + rename), so a reader never sees half a state. Failure only costs the next apply a full load. */
 export async function writeState(file: string | null, data: unknown, log: (line: string) => void): Promise<void> {
+  await writeRaw(file, JSON.stringify(data), log);
+}
+
+async function writeRaw(file: string | null, content: string, log: (line: string) => void): Promise<void> {
   if (!file) return;
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    await writeFile(tmp, JSON.stringify(data), { mode: 0o600 });
+    await writeFile(tmp, content, { mode: 0o600 });
     await rename(tmp, file);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => {});
@@ -97,28 +105,27 @@ export async function writeState(file: string | null, data: unknown, log: (line:
 // The emitted ruleset as objects
 
 export const TABLE_SPEC = 'inet lbc';
-/** Name prefix of the marker chain: never jumped to, its name is the sha256 of what was loaded. */
+/** Name prefix of the marker chain: never jumped to, its name identifies lbc's last load. */
 export const MARKER_PREFIX = 'loaded_';
-export const markerChain = (hash: string): string => `${MARKER_PREFIX}${hash}`;
+export const markerChain = (marker: string): string => `${MARKER_PREFIX}${marker}`;
 
 export interface NftChain {
   /** The base chain line ("type nat hook prerouting priority -100; policy accept;"), or null. */
   def: string | null;
   rules: string[];
-  /** Fingerprint of the chain's body text (its definition and rules). */
-  fp: string;
+  /** The chain's body text (its definition and rules), compared with the body of the same chain elsewhere. */
+  body: string;
 }
 
 export interface NftSet {
   /** Definition lines ("type ipv4_addr", "timeout 600s", ...). */
   def: string[];
-  fp: string;
+  body: string;
 }
 
 export interface NftMap {
   /** Definition lines without the elements ("type ...", "flags interval"). */
   def: string[];
-  fp: string;
   /** key text -> verdict text, in file order. */
   elements: Map<string, string>;
 }
@@ -129,105 +136,303 @@ export interface NftModel {
   chains: Map<string, NftChain>;
 }
 
+type BlockKind = 'set' | 'map' | 'chain';
+interface Block {
+  kind: BlockKind;
+  /** Text between the header line and the closing "\t}" line: every line two tabs deep. */
+  body: string;
+}
+
 const HEADER = /^\t(set|map|chain) ([A-Za-z_][A-Za-z0-9_.-]*) \{$/;
+/** A newline that begins a line which is neither blank nor a comment of the table's top level. */
+const SIGNIFICANT = /\n(?!\t#|\n)/g;
+const ELEMENTS_OPEN = '\t\telements = {';
 
 /**
- * Read the `table inet lbc { ... }` block of an emitted ruleset, in exactly the layout of
+ * The blocks of the `table inet lbc { ... }` of an emitted ruleset, in exactly the layout of
  * templates/nftables/ruleset.hbs (tab indentation, one statement per line, each block closed by a
- * line "\t}"). Scanning block by block with indexOf keeps this to a few tens of milliseconds for
- * 10,000 services. Returns null for anything else, which makes apply load the file whole.
+ * line "\t}"), by name. Bodies are substrings, not copies, and are not split into lines here: at
+ * 10,000 services only the few blocks that differ from the last load are ever read line by line.
+ * Returns null for anything else, which makes apply load the file whole.
  */
-export function parseNftRuleset(text: string): NftModel | null {
+function scanBlocks(text: string): Map<string, Block> | null {
   const opening = `\ntable ${TABLE_SPEC} {\n`;
   const start = text.indexOf(opening);
   if (start < 0) return null;
-  const model: NftModel = { sets: new Map(), maps: new Map(), chains: new Map() };
+  const blocks = new Map<string, Block>();
   let pos = start + opening.length;
   for (;;) {
+    // Comment lines are half the file's bytes: the regular expression engine skips them (and blank
+    // lines) in one search instead of a step per line.
+    SIGNIFICANT.lastIndex = pos - 1;
+    if (!SIGNIFICANT.exec(text)) return null;
+    pos = SIGNIFICANT.lastIndex;
     const eol = text.indexOf('\n', pos);
     if (eol < 0) return null;
-    // Comment lines are most of the file's lines: skip them without copying them out.
-    if (eol === pos || text.startsWith('\t#', pos)) {
-      pos = eol + 1;
-      continue;
-    }
     const line = text.slice(pos, eol);
     pos = eol + 1;
     if (line === '}') break;
     const m = HEADER.exec(line);
-    if (!m || m[2].startsWith(MARKER_PREFIX)) return null;
-    const [, kind, name] = m;
-    if (model.sets.has(name) || model.maps.has(name) || model.chains.has(name)) return null;
-    const close = text.indexOf('\n\t}\n', pos - 1);
+    if (!m || m[2].startsWith(MARKER_PREFIX) || blocks.has(m[2])) return null;
+    // An empty body: the closing line follows the header at once.
+    const close = text.startsWith('\t}\n', pos) ? pos - 1 : text.indexOf('\n\t}\n', pos);
     if (close < 0) return null;
-    const body = text.slice(pos, close);
+    blocks.set(m[2], { kind: m[1] as BlockKind, body: close < pos ? '' : text.slice(pos, close) });
     pos = close + 4;
-    // Every body line is indented by two tabs (three inside a map's elements).
-    const lines = body === '' ? [] : body.split('\n');
-    if (lines.some((l) => !l.startsWith('\t\t') || l.length === 2)) return null;
-    const fp = fingerprint(body);
-    if (kind === 'chain') {
-      const rules = lines.map((l) => l.slice(2));
-      const isBase = rules.length > 0 && rules[0].startsWith('type ');
-      if (rules.some((r, i) => r.startsWith('\t') || r.startsWith('#') || (i > 0 && r.startsWith('type ')))) return null;
-      model.chains.set(name, { def: isBase ? rules[0] : null, rules: isBase ? rules.slice(1) : rules, fp });
-    } else if (kind === 'set') {
-      const def = lines.map((l) => l.slice(2));
-      if (def.some((d) => d.startsWith('\t') || d.includes('{'))) return null;
-      model.sets.set(name, { def, fp });
-    } else {
-      const at = lines.indexOf('\t\telements = {');
-      if (at < 0 || lines[lines.length - 1] !== '\t\t}') return null;
-      const def = lines.slice(0, at).map((l) => l.slice(2));
-      if (def.some((d) => d.startsWith('\t') || d.includes('{'))) return null;
-      const elements = new Map<string, string>();
-      for (const l of lines.slice(at + 1, -1)) {
-        // "KEY : VERDICT," — neither a key nor a verdict contains " : ".
-        const sep = l.indexOf(' : ');
-        if (!l.startsWith('\t\t\t') || l.startsWith('\t\t\t\t') || sep < 0 || !l.endsWith(',')) return null;
-        const key = l.slice(3, sep);
-        if (elements.has(key)) return null;
-        elements.set(key, l.slice(sep + 3, -1));
-      }
-      model.maps.set(name, { def, fp: fingerprint(def.join('\n')), elements });
-    }
   }
   // Nothing but blank lines and comments may follow the table.
   if (text.slice(pos).split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'))) return null;
+  return blocks;
+}
+
+/** Lines of a block body, each two tabs deep; null if one is not. */
+function bodyLines(body: string): string[] | null {
+  const lines = body === '' ? [] : body.split('\n');
+  return lines.some((l) => !l.startsWith('\t\t') || l.length === 2) ? null : lines;
+}
+
+function parseChain(body: string): NftChain | null {
+  const lines = bodyLines(body);
+  if (!lines) return null;
+  const rules = lines.map((l) => l.slice(2));
+  const isBase = rules.length > 0 && rules[0].startsWith('type ');
+  if (rules.some((r, i) => r.startsWith('\t') || r.startsWith('#') || (i > 0 && r.startsWith('type ')))) return null;
+  return { def: isBase ? rules[0] : null, rules: isBase ? rules.slice(1) : rules, body };
+}
+
+function parseSet(body: string): NftSet | null {
+  const lines = bodyLines(body);
+  const def = lines?.map((l) => l.slice(2));
+  if (!def || def.some((d) => d.startsWith('\t') || d.includes('{'))) return null;
+  return { def, body };
+}
+
+/** A map body split where its elements begin: the definition lines, and the element lines' text. */
+function splitMap(body: string): { def: string[]; elements: string } | null {
+  const at = body.indexOf(`${ELEMENTS_OPEN}\n`);
+  const head = at < 0 ? null : bodyLines(body.slice(0, Math.max(0, at - 1)));
+  if (!head || !body.endsWith('\n\t\t}') || (at > 0 && body[at - 1] !== '\n')) return null;
+  const def = head.map((l) => l.slice(2));
+  if (def.some((d) => d.startsWith('\t') || d.includes('{'))) return null;
+  const from = at + ELEMENTS_OPEN.length + 1;
+  const to = body.length - '\n\t\t}'.length;
+  return { def, elements: from > to ? '' : body.slice(from, to) };
+}
+
+/** Element lines ("\t\t\tKEY : VERDICT," — neither a key nor a verdict contains " : ") into `into`. */
+function readElements(lines: string, into: Map<string, string>): boolean {
+  if (lines === '') return true;
+  for (const l of lines.split('\n')) {
+    const sep = l.indexOf(' : ');
+    if (!l.startsWith('\t\t\t') || l.startsWith('\t\t\t\t') || sep < 0 || !l.endsWith(',')) return false;
+    const key = l.slice(3, sep);
+    if (into.has(key)) return false;
+    into.set(key, l.slice(sep + 3, -1));
+  }
+  return true;
+}
+
+function parseMap(body: string): NftMap | null {
+  const parts = splitMap(body);
+  if (!parts) return null;
+  const elements = new Map<string, string>();
+  return readElements(parts.elements, elements) ? { def: parts.def, elements } : null;
+}
+
+function addBlock(model: NftModel, name: string, b: Block): boolean {
+  if (b.kind === 'chain') {
+    const c = parseChain(b.body);
+    if (c) model.chains.set(name, c);
+    return c !== null;
+  }
+  if (b.kind === 'set') {
+    const s = parseSet(b.body);
+    if (s) model.sets.set(name, s);
+    return s !== null;
+  }
+  const m = parseMap(b.body);
+  if (m) model.maps.set(name, m);
+  return m !== null;
+}
+
+const emptyModel = (): NftModel => ({ sets: new Map(), maps: new Map(), chains: new Map() });
+
+/** Whether a partial load could ever follow a load of this text (it is in the emitter's layout). */
+export const inLayout = (text: string): boolean => scanBlocks(text) !== null;
+
+/** Every set, map (with its elements) and chain of an emitted ruleset, or null for text of another layout. */
+export function parseNftRuleset(text: string): NftModel | null {
+  const blocks = scanBlocks(text);
+  if (!blocks) return null;
+  const model = emptyModel();
+  for (const [name, b] of blocks) if (!addBlock(model, name, b)) return null;
   return model;
+}
+
+/**
+ * Length of the longest common prefix of a and b (suffix, with `fromEnd`). Compares 4 KiB pieces
+ * first, which the engine does as a block comparison, then narrows down inside the first piece
+ * that differs: a few milliseconds for megabytes of equal text.
+ */
+function commonLength(a: string, b: string, fromEnd: boolean): number {
+  const max = Math.min(a.length, b.length);
+  const piece = (s: string, i: number, n: number) => (fromEnd ? s.slice(s.length - i - n, s.length - i) : s.slice(i, i + n));
+  let i = 0;
+  for (const step of [4096, 512, 64, 8, 1]) {
+    while (i + step <= max && piece(a, i, step) === piece(b, i, step)) i += step;
+  }
+  return i;
+}
+
+/**
+ * The elements of a map whose text changed, as two maps (before, after) holding only the element
+ * lines between the longest common run of whole lines at the start and at the end. The lines outside
+ * are the same text in both, and every key appears once per map, so they are loaded already and stay.
+ * One changed service among 80,000 elements is then a handful of lines to read.
+ */
+function changedElements(before: string, after: string): { old: Map<string, string>; next: Map<string, string> } | null {
+  let head = commonLength(before, after, false);
+  // Back to the start of the line the first difference is on (the characters before head are common).
+  if (head > 0 && before[head - 1] !== '\n') head = before.lastIndexOf('\n', head - 1) + 1;
+  let tail = Math.min(commonLength(before, after, true), before.length - head, after.length - head);
+  // The common tail must start a line in both texts.
+  const startsLine = (s: string) => tail === 0 || s[s.length - tail - 1] === '\n';
+  while (tail > 0 && !(startsLine(before) && startsLine(after))) tail--;
+  const middle = (s: string) => {
+    const m = s.slice(head, s.length - tail);
+    return m.endsWith('\n') ? m.slice(0, -1) : m;
+  };
+  const old = new Map<string, string>();
+  const next = new Map<string, string>();
+  return readElements(middle(before), old) && readElements(middle(after), next) ? { old, next } : null;
+}
+
+/**
+ * What differs between two emitted rulesets, as two models holding only that: blocks present in one
+ * of them, blocks whose text differs, and of a changed map only the elements between its equal
+ * first and last lines. Blocks with the same text are left out of both. Null when either text is not
+ * in the emitter's layout, or a changed block is not.
+ *
+ * When a set's definition changed (a new sticky timeout), the set is recreated, and every chain naming
+ * it must be refilled, since a set in use cannot be deleted: then unchanged chains are included too,
+ * and changed maps with all their elements (a rare change; simplicity over speed).
+ */
+export function nftChanges(before: string, after: string): { old: NftModel; next: NftModel } | null {
+  const a = scanBlocks(before);
+  const b = scanBlocks(after);
+  if (!a || !b) return null;
+  const whole = [...b].some(([name, nb]) => nb.kind === 'set' && a.get(name)?.kind === 'set' && a.get(name)!.body !== nb.body);
+  const old = emptyModel();
+  const next = emptyModel();
+  for (const [name, nb] of b) {
+    const ob = a.get(name);
+    if (ob && ob.kind !== nb.kind) return null;
+    if (ob && ob.body === nb.body && !(whole && nb.kind === 'chain')) continue;
+    if (ob && nb.kind === 'map' && !whole) {
+      const [x, y] = [splitMap(ob.body), splitMap(nb.body)];
+      if (!x || !y) return null;
+      const els = changedElements(x.elements, y.elements);
+      if (!els) return null;
+      old.maps.set(name, { def: x.def, elements: els.old });
+      next.maps.set(name, { def: y.def, elements: els.next });
+      continue;
+    }
+    if ((ob && !addBlock(old, name, ob)) || !addBlock(next, name, nb)) return null;
+  }
+  for (const [name, ob] of a) if (!b.has(name) && !addBlock(old, name, ob)) return null;
+  return { old, next };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Recorded state and the plan of a partial transaction
 
+/**
+ * The state file: one JSON line (version, target, marker), then the emitted text exactly as it was
+ * loaded. Keeping the text itself rather than a digest of each object makes the next diff a string
+ * comparison, and the file is read and written in a few milliseconds.
+ */
 export interface NftState {
   version: number;
   target: 'nftables';
-  /** sha256 of the emitted file: also the comment of the marker chain. */
-  hash: string;
-  sets: Record<string, string>;
-  maps: Record<string, { def: string; elements: Record<string, string> }>;
-  chains: Record<string, { def: string | null; rules: string }>;
+  /** The name of the marker chain after its prefix. */
+  marker: string;
+  /** The emitted ruleset the kernel holds (lbc's table part of it). */
+  text: string;
 }
 
-export function nftState(model: NftModel, hash: string): NftState {
-  const state: NftState = { version: STATE_VERSION, target: 'nftables', hash, sets: {}, maps: {}, chains: {} };
-  for (const [name, set] of model.sets) state.sets[name] = set.fp;
-  for (const [name, m] of model.maps) state.maps[name] = { def: m.fp, elements: Object.fromEntries(m.elements) };
-  for (const [name, c] of model.chains) state.chains[name] = { def: c.def, rules: c.fp };
-  return state;
+export async function readNftState(file: string | null): Promise<NftState | null> {
+  if (!file) return null;
+  try {
+    // One synchronous read and, for ASCII text (what lbc emits unless a name is not), a byte-for-byte
+    // decode: a few milliseconds for megabytes, where a streamed UTF-8 read takes several times that.
+    const raw = readFileSync(file);
+    const nl = raw.indexOf(10);
+    if (nl < 0) return null;
+    const head = JSON.parse(raw.toString('utf8', 0, nl)) as Omit<NftState, 'text'> & { ascii?: boolean };
+    if (head?.version !== STATE_VERSION || head.target !== 'nftables' || !/^[0-9a-f]{64}$/.test(head.marker)) return null;
+    return { version: head.version, target: head.target, marker: head.marker, text: raw.toString(head.ascii === true ? 'latin1' : 'utf8', nl + 1) };
+  } catch {
+    return null;
+  }
 }
+
+/**
+ * Write the state to a temporary file next to where it belongs, so that this runs while the kernel
+ * loads: commit() renames it into place once the load succeeded, discard() removes it otherwise.
+ * A failure to write only costs the next apply a full load.
+ */
+export function stageNftState(file: string | null, state: NftState, log: (line: string) => void): { commit(): Promise<void>; discard(): Promise<void> } {
+  if (!file) return { commit: async () => {}, discard: async () => {} };
+  const { text, ...fields } = state;
+  const ascii = Buffer.byteLength(text) === text.length;
+  const head = { ...fields, ascii };
+  const tmp = `${file}.${process.pid}.tmp`;
+  const failed = (e: unknown) => log(`could not record what was loaded in ${file} (${(e as Error).message}); the next apply will be a full one`);
+  const written = (async () => {
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.write(`${JSON.stringify(head)}\n`);
+      await fh.write(text, null, ascii ? 'latin1' : 'utf8');
+    } finally {
+      await fh.close();
+    }
+  })().then(
+    () => true,
+    async (e) => {
+      failed(e);
+      await rm(tmp, { force: true }).catch(() => {});
+      return false;
+    },
+  );
+  return {
+    async commit() {
+      if (await written) await rename(tmp, file).catch(async (e) => (failed(e), await rm(tmp, { force: true }).catch(() => {})));
+    },
+    async discard() {
+      if (await written) await rm(tmp, { force: true }).catch(() => {});
+    },
+  };
+}
+
+/**
+ * Markers: a full load is named after its text; a partial one after the marker it replaces and what
+ * it changed. Either way the name is a function of what was loaded, and deterministic, but a partial
+ * load does not need a digest of the whole (megabytes) ruleset.
+ */
+export const fullMarker = (text: string): string => sha256(text);
+export const nextMarker = (previous: string, change: string): string => sha256(`${previous}\n${change}`);
 
 const T = TABLE_SPEC;
 
 /** Creates the marker chain; the full load appends it to the file, a partial load ends with it. */
-export function addMarker(hash: string): string {
-  return `add chain ${T} ${markerChain(hash)} { comment "sha256 of the ruleset lbc loaded last; lbc apply checks it"; }`;
+export function addMarker(marker: string): string {
+  return `add chain ${T} ${markerChain(marker)} { comment "names the ruleset lbc loaded last; lbc apply checks it"; }`;
 }
 
-/** Fails, and with it the whole batch, unless the kernel holds the marker of `hash`. */
-export function deleteMarker(hash: string): string {
-  return `delete chain ${T} ${markerChain(hash)}`;
+/** Fails, and with it the whole batch, unless the kernel holds `marker`. */
+export function deleteMarker(marker: string): string {
+  return `delete chain ${T} ${markerChain(marker)}`;
 }
 
 export interface NftPlan {
@@ -240,6 +445,8 @@ export interface NftPlan {
   maps: string[];
   /** Nothing but the marker changes. */
   empty: boolean;
+  /** The marker the kernel holds once the script is loaded. */
+  marker: string;
 }
 
 const braces = (items: string[]) => `{ ${items.join(', ')} }`;
@@ -256,7 +463,7 @@ function usesSet(c: NftChain, sets: ReadonlySet<string>): boolean {
  * whose chain is untouched keeps its `numgen inc` counters and its affinity sets; a changed
  * service's chain is flushed and refilled, so its rotation restarts from its first backend.
  */
-export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | null {
+export function nftPlan(old: NftModel, next: NftModel, marker: string): NftPlan | null {
   const pre: string[] = []; // creations: sets, maps, chains
   const flush: string[] = [];
   const delElements: string[] = [];
@@ -265,25 +472,25 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
   const rules: string[] = [];
   const addElements: string[] = [];
   const delChains: string[] = [];
-  const plan: NftPlan = { script: '', chains: [], elements: [], sets: [], maps: [], empty: false };
+  const plan: NftPlan = { script: '', chains: [], elements: [], sets: [], maps: [], empty: false, marker };
 
   // Sets: new ones are created first; changed ones (a new timeout) are deleted and created again
   // once every rule naming them has been flushed, since a set in use cannot be deleted.
   const recreatedSets = new Set<string>();
   const setDef = (name: string, def: string[]) => `add set ${T} ${name} { ${def.map((l) => `${l};`).join(' ')} }`;
   for (const [name, set] of next.sets) {
-    const had = old.sets[name];
+    const had = old.sets.get(name);
     if (had === undefined) {
       pre.push(setDef(name, set.def));
       plan.sets.push(name);
-    } else if (had !== set.fp) {
+    } else if (had.body !== set.body) {
       recreatedSets.add(name);
       drop.push(`delete set ${T} ${name}`);
       addSets.push(setDef(name, set.def));
       plan.sets.push(name);
     }
   }
-  for (const name of Object.keys(old.sets)) {
+  for (const name of old.sets.keys()) {
     if (!next.sets.has(name)) {
       drop.push(`delete set ${T} ${name}`);
       plan.sets.push(name);
@@ -292,7 +499,7 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
 
   // Maps: a new map is created empty before the chains whose rules look it up are refilled.
   for (const [name, m] of next.maps) {
-    const had = old.maps[name];
+    const had = old.maps.get(name);
     if (had === undefined) {
       pre.push(`add map ${T} ${name} { ${m.def.map((l) => `${l};`).join(' ')} }`);
       if (m.elements.size) addElements.push(`add element ${T} ${name} ${braces([...m.elements].map(([k, v]) => `${k} : ${v}`))}`);
@@ -300,11 +507,11 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
       for (const key of m.elements.keys()) plan.elements.push({ map: name, key, op: 'add' });
       continue;
     }
-    if (had.def !== m.fp) return null;
+    if (had.def.join('\n') !== m.def.join('\n')) return null;
     const dels: string[] = [];
     const adds: string[] = [];
     for (const [key, verdict] of m.elements) {
-      const was = had.elements[key];
+      const was = had.elements.get(key);
       if (was === verdict) continue;
       // A verdict map has no "replace element": a key that exists with another verdict is refused
       // (EEXIST), so a changed element is deleted and added in the same batch.
@@ -312,7 +519,7 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
       adds.push(`${key} : ${verdict}`);
       plan.elements.push({ map: name, key, op: was === undefined ? 'add' : 'replace' });
     }
-    for (const key of Object.keys(had.elements)) {
+    for (const key of had.elements.keys()) {
       if (!m.elements.has(key)) {
         dels.push(key);
         plan.elements.push({ map: name, key, op: 'delete' });
@@ -321,7 +528,7 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
     if (dels.length) delElements.push(`delete element ${T} ${name} ${braces(dels)}`);
     if (adds.length) addElements.push(`add element ${T} ${name} ${braces(adds)}`);
   }
-  for (const name of Object.keys(old.maps)) {
+  for (const name of old.maps.keys()) {
     if (!next.maps.has(name)) {
       drop.push(`delete map ${T} ${name}`);
       plan.maps.push(name);
@@ -331,7 +538,7 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
   // Chains: new ones are added empty first (map elements and gotos may name them), changed ones are
   // flushed and refilled, removed ones flushed and deleted at the end, when nothing names them.
   for (const [name, c] of next.chains) {
-    const had = old.chains[name];
+    const had = old.chains.get(name);
     if (had === undefined) {
       pre.push(c.def ? `add chain ${T} ${name} { ${c.def} }` : `add chain ${T} ${name}`);
       for (const r of c.rules) rules.push(`add rule ${T} ${name} ${r}`);
@@ -339,12 +546,12 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
       continue;
     }
     if (had.def !== c.def) return null;
-    if (had.rules === c.fp && !(recreatedSets.size && usesSet(c, recreatedSets))) continue;
+    if (had.body === c.body && !(recreatedSets.size && usesSet(c, recreatedSets))) continue;
     flush.push(`flush chain ${T} ${name}`);
     for (const r of c.rules) rules.push(`add rule ${T} ${name} ${r}`);
     plan.chains.push(name);
   }
-  for (const name of Object.keys(old.chains)) {
+  for (const name of old.chains.keys()) {
     if (next.chains.has(name)) continue;
     flush.push(`flush chain ${T} ${name}`);
     delChains.push(`delete chain ${T} ${name}`);
@@ -353,7 +560,14 @@ export function nftPlan(old: NftState, next: NftModel, hash: string): NftPlan | 
 
   const body = [...pre, ...flush, ...delElements, ...drop, ...addSets, ...rules, ...addElements, ...delChains];
   plan.empty = body.length === 0;
+  if (!plan.empty) plan.marker = nextMarker(marker, body.join('\n'));
   // The old marker first: if it is not there, the kernel refuses the batch before anything else.
-  plan.script = [deleteMarker(old.hash), ...body, addMarker(hash)].join('\n') + '\n';
+  plan.script = [deleteMarker(marker), ...body, addMarker(plan.marker)].join('\n') + '\n';
   return plan;
+}
+
+/** The partial transaction from the recorded state to `text`, or null when only a full load will do. */
+export function planFromState(state: NftState, text: string): NftPlan | null {
+  const changes = nftChanges(state.text, text);
+  return changes && nftPlan(changes.old, changes.next, state.marker);
 }

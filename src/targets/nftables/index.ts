@@ -9,17 +9,15 @@ import { emitNftables, RULES_FILE } from './emit.js';
 import {
   addMarker,
   dropState,
-  nftPlan,
-  nftState,
-  parseNftRuleset,
-  readState,
-  sha256,
+  STATE_VERSION,
+  fullMarker,
+  inLayout,
+  planFromState,
+  readNftState,
   stateFilePath,
-  writeState,
+  stageNftState,
   type IncrementalContext,
-  type NftModel,
   type NftPlan,
-  type NftState,
 } from './incremental.js';
 
 const capabilities: CapabilityTable = {
@@ -44,12 +42,9 @@ const capabilities: CapabilityTable = {
 export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Promise<void> {
   const rules = files.find((f) => f.name === RULES_FILE);
   if (!rules) throw new LbcError([{ code: 'LBC5001', severity: 'error', message: `nftables: nothing to apply (no ${RULES_FILE} among the files)` }]);
-  const stateFile = stateFilePath(ctx, 'nftables');
-  const hash = stateFile ? sha256(rules.content) : '';
-  // Without a state file there is nothing to compare with later: load exactly the file, as always.
-  const model = stateFile ? parseNftRuleset(rules.content) : null;
-
-  const plan = model && !(ctx as IncrementalContext).fullApply ? await partialPlan(ctx, stateFile, model, hash) : null;
+  const stateFile = stateFilePath(ctx, 'nftables', 'state');
+  const text = rules.content;
+  const plan = stateFile && !(ctx as IncrementalContext).fullApply ? await partialPlan(ctx, stateFile, text) : null;
   // In a dry run nothing changes, so the state file stays as it is.
   const mayRecord = ctx.dryRun || (await dropState(stateFile));
   if (plan && mayRecord) {
@@ -58,11 +53,14 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
         ? 'nftables: checking that table inet lbc still holds this ruleset (nothing changed)'
         : `nftables: loading only what changed: ${plan.chains.length} chain(s), ${plan.elements.length} map element(s), ${plan.sets.length} set(s), ${plan.maps.length} map(s)`,
     );
+    // The next state is written while the kernel loads, and put in place only if the load succeeds.
+    const staged = stageNftState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, text }, ctx.log);
     try {
       await ctx.run(['nft', '-f', '-'], plan.script);
-      if (!ctx.dryRun) await writeState(stateFile, nftState(model!, hash), ctx.log);
+      await staged.commit();
       return;
     } catch (e) {
+      await staged.discard();
       // The batch is one transaction, so a refused partial load changed nothing.
       const why = (e as Error).message.split('\n').find((l) => l.trim()) ?? '';
       ctx.log(`nftables: table inet lbc is not what lbc loaded last, or the partial load failed (${why}); loading the whole ruleset`);
@@ -70,16 +68,24 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   }
 
   ctx.log(`nftables: loading ${RULES_FILE} (replaces table inet lbc)`);
-  // The marker goes in the same batch as the table, so it names exactly what this load put there.
-  await ctx.run(['nft', '-f', '-'], model ? `${rules.content}${addMarker(hash)}\n` : rules.content);
-  if (model && mayRecord && !ctx.dryRun) await writeState(stateFile, nftState(model, hash), ctx.log);
+  // Without a state file there is nothing to compare with later: load exactly the file, as always.
+  // Otherwise the marker goes in the same batch as the table, so it names exactly what this load put there.
+  const marker = stateFile && inLayout(text) ? fullMarker(text) : null;
+  const staged = stageNftState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', text }, ctx.log);
+  try {
+    await ctx.run(['nft', '-f', '-'], marker ? `${text}${addMarker(marker)}\n` : text);
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
+  await staged.commit();
 }
 
-async function partialPlan(ctx: ApplyContext, stateFile: string | null, model: NftModel, hash: string): Promise<NftPlan | null> {
-  const state = await readState<NftState>(stateFile, 'nftables');
+async function partialPlan(ctx: ApplyContext, stateFile: string, text: string): Promise<NftPlan | null> {
+  const state = await readNftState(stateFile);
   if (!state) return null;
-  const plan = nftPlan(state, model, hash);
-  if (!plan) ctx.log('nftables: this change needs the whole ruleset loaded');
+  const plan = planFromState(state, text);
+  if (!plan) ctx.log('nftables: this change needs the whole ruleset loaded (or the file is not in the layout lbc emits)');
   return plan;
 }
 
