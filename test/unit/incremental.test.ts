@@ -6,8 +6,9 @@ import type { IR } from '../../src/ir/types.js';
 import { compileForTarget, type TargetDefinition } from '../../src/targets/target.js';
 import { nftablesTarget } from '../../src/targets/nftables/index.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
-import { fullMarker, markerChain as nftMarker, nftChanges, nftPlan, parseNftRuleset, planFromState, sha256, STATE_VERSION } from '../../src/targets/nftables/incremental.js';
-import { iptPlan, iptState, markerChain as iptMarker, parseIptables } from '../../src/targets/iptables/incremental.js';
+import { markerChain as nftMarker, nftChanges, nftPlan, parseNftRuleset, planFromState } from '../../src/targets/nftables/incremental.js';
+import { fullMarker, STATE_VERSION } from '../../src/targets/applied-state.js';
+import { iptChanges, iptPlan, markerChain as iptMarker, parseIptables } from '../../src/targets/iptables/incremental.js';
 import { withMarker } from '../../src/targets/iptables/apply.js';
 import { ir, type SvcInput } from './iptables-ir.js';
 
@@ -31,8 +32,8 @@ const nftText = (spec: IR) => files(nftablesTarget, spec).get('nftables.nft')!;
 function nftDiff(a: IR, b: IR) {
   const ta = nftText(a);
   const tb = nftText(b);
-  const oldHash = fullMarker(ta);
-  const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: oldHash, text: ta }, tb);
+  const oldHash = fullMarker([ta]);
+  const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: oldHash, texts: [ta] }, tb);
   // The same plan from the complete models of both texts: reading only what differs loses nothing.
   const whole = nftPlan(parseNftRuleset(ta)!, parseNftRuleset(tb)!, oldHash);
   expect(plan).toEqual(whole);
@@ -203,7 +204,7 @@ describe('nftables: the partial transaction', () => {
     const { old, next } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
     const { ta } = nftDiff(ir(web('a', 1)), ir(web('a', 1)));
     const hooked = (hook: string) => ta.replace('type nat hook prerouting priority', `type nat hook ${hook} priority`);
-    expect(planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'x', text: ta }, hooked('output'))).toBeNull();
+    expect(planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'x', texts: [ta] }, hooked('output'))).toBeNull();
     expect(nftPlan(old, { ...next, maps: new Map([['pre4_host', { ...next.maps.get('pre4_host')!, def: ['type other'] }]]) }, 'x')).toBeNull();
     // A block that became another kind of block, and text in another layout.
     expect(nftChanges(ta, ta.replace('\tchain svc_a {', '\tset svc_a {'))).toBeNull();
@@ -252,7 +253,7 @@ describe('nftables: only the changed lines of a large map are read', () => {
         }
         const ordered = (m: Map<string, string>) => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         const [ta, tb] = [rulesetText(ordered(before)), rulesetText(ordered(after))];
-        const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', text: ta }, tb)!;
+        const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', texts: [ta] }, tb)!;
         expect(plan).not.toBeNull();
         const kernel = new Map(before);
         for (const e of plan.elements) {
@@ -274,7 +275,7 @@ describe('nftables: only the changed lines of a large map are read', () => {
   it('one changed element among 80,000 gives a plan of that element alone', () => {
     const els: Array<[string, string]> = Array.from({ length: 80_000 }, (_, i) => [key(i), verdict(i % 8)]);
     const changed = els.map(([k, v], i): [string, string] => [k, i === 41_234 ? verdict(99) : v]);
-    const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', text: rulesetText(els) }, rulesetText(changed))!;
+    const plan = planFromState({ version: STATE_VERSION, target: 'nftables', marker: 'm0', texts: [rulesetText(els)] }, rulesetText(changed))!;
     expect(plan.elements).toEqual([{ map: 'm', key: key(41_234), op: 'replace' }]);
     expect(plan.script).toContain(`add element inet lbc m { ${key(41_234)} : ${verdict(99)} }`);
   });
@@ -285,13 +286,38 @@ describe('iptables: the partial restore', () => {
     const f = files(iptablesTarget, spec);
     const rules = f.get('iptables.rules')!;
     const sets = f.get('ipset.rules') ?? null;
-    return { rules, sets, hash: sha256(`${rules}\0${sets ?? ''}`), model: parseIptables(rules, sets)! };
+    return { rules, sets, hash: fullMarker([rules, sets ?? '']), model: parseIptables(rules, sets)! };
   };
   const diff = (a: IR, b: IR) => {
     const x = ipt(a);
     const y = ipt(b);
-    return { plan: iptPlan(iptState(x.model, 'iptables', x.hash), y.model, y.hash), x, y };
+    // What apply computes (only the chains the differing lines name), and the same from the whole texts.
+    const changes = iptChanges(x.rules, x.sets, y.rules, y.sets);
+    const plan = changes && iptPlan(changes.old, changes.next, x.hash);
+    expect(plan).toEqual(iptPlan(x.model, y.model, x.hash));
+    return { plan, x, y };
   };
+
+  it('reading only the chains the differing lines name gives the plan the whole texts give (dispatch tree, random edits)', () => {
+    const edit = fc.record({ svc: fc.nat(99), kind: fc.constantFrom('backend', 'remove', 'add', 'sticky') });
+    fc.assert(
+      fc.property(fc.array(edit, { maxLength: 4 }), (edits) => {
+        // 100 services: past 64 the dispatch tree with services inline in its leaves.
+        const base = Array.from({ length: 100 }, (_, i) => web(`s${i}`, i + 1));
+        let next = [...base];
+        for (const e of edits) {
+          if (e.kind === 'backend') next = next.map((x) => (x.name === `s${e.svc}` ? web(x.name, e.svc + 1, `10.1.9.${e.svc}`) : x));
+          if (e.kind === 'remove') next = next.filter((x) => x.name !== `s${e.svc}`);
+          if (e.kind === 'add' && !next.some((x) => x.name === `n${e.svc}`)) next.push(web(`n${e.svc}`, 150 + e.svc));
+          if (e.kind === 'sticky') next = next.map((x) => (x.name === `s${e.svc}` ? sticky(x.name, e.svc + 1, 60) : x));
+        }
+        const { plan } = diff(ir(...base), ir(...next));
+        expect(plan).not.toBeNull();
+        expect(plan!.empty).toBe(edits.length === 0);
+      }),
+      { numRuns: 40 },
+    );
+  });
 
   it('reads the emitted chains, their rules and the sets', () => {
     const { model } = ipt(ir(web('a', 1), sticky('b', 2, 60)));
@@ -308,7 +334,9 @@ describe('iptables: the partial restore', () => {
     expect(plan!.chains).toEqual(['nat LBC-S-b']);
     const lines = plan!.restore.trim().split('\n');
     expect(lines[0]).toBe('*nat');
-    expect(lines[1]).toBe(`:${iptMarker(y.hash)} - [0:0]`);
+    // The next marker follows from the recorded one and the change (no digest of the whole text).
+    expect(plan!.marker).not.toBe(x.hash);
+    expect(lines[1]).toBe(`:${iptMarker(plan!.marker)} - [0:0]`);
     expect(lines[2]).toBe(':LBC-S-b - [0:0]');
     expect(lines.filter((l) => l.startsWith('-A '))).toEqual(y.model.tables.get('nat')!.get('LBC-S-b')!.rules);
     expect(lines.at(-2)).toBe(`-X ${iptMarker(x.hash)}`);

@@ -11,9 +11,9 @@
 import { createHash } from 'node:crypto';
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, OutputFile } from '../target.js';
-import { dropState, readState, sha256, stateFilePath, writeState, type IncrementalContext } from '../nftables/incremental.js';
+import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
 import { ENTRY_POINTS, type Flavor } from './emit.js';
-import { iptPlan, iptState, markerChain, MARKER_PREFIX, parseIptables, type IptState } from './incremental.js';
+import { iptChanges, iptPlan, markerChain, MARKER_PREFIX, tableStart } from './incremental.js';
 import { appendAll } from '../arrays.js';
 
 function fail(message: string): never {
@@ -31,6 +31,22 @@ export function lbcChains(text: string): Map<string, Set<string>> {
     } else if (line.startsWith(':LBC-') && table) {
       out.get(table)!.add(line.slice(1).split(' ')[0]);
     }
+  }
+  return out;
+}
+
+/**
+ * The entry chains (ENTRY_POINTS) an emitted rules file declares, by table: what ensureJumps needs,
+ * found in each table's declaration lines without reading the megabytes of rules after them.
+ */
+function entryChains(rules: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const [table, , chain] of ENTRY_POINTS) {
+    const start = tableStart(rules, table);
+    if (start < 0) continue;
+    const ends = [rules.indexOf('\n-A ', start), rules.indexOf('\nCOMM', start)].filter((i) => i >= 0);
+    const declarations = rules.slice(start, ends.length ? Math.min(...ends) + 1 : rules.length);
+    if (declarations.includes(`\n:${chain} - [0:0]\n`)) out.set(table, (out.get(table) ?? new Set()).add(chain));
   }
   return out;
 }
@@ -105,54 +121,62 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   const rules = files.find((f) => f.name === flavor.rulesFile);
   if (!rules) fail(`${flavor.target}: nothing to apply (no ${flavor.rulesFile} among the files)`);
   const setsFile = files.find((f) => f.name === flavor.ipsetFile);
+  const texts = [rules.content, setsFile?.content ?? ''];
   const stateFile = stateFilePath(ctx, flavor.target);
-  const hash = stateFile ? sha256(`${rules.content}\0${setsFile?.content ?? ''}`) : '';
-  // Without a state file there is nothing to compare with later: load exactly the files, as always.
-  const model = stateFile ? parseIptables(rules.content, setsFile?.content ?? null) : null;
-
-  const state = model && !(ctx as IncrementalContext).fullApply ? await readState<IptState>(stateFile, flavor.target) : null;
-  const plan = state && model ? iptPlan(state, model, hash) : null;
+  const state = stateFile && !ctx.fullApply ? readTextState(stateFile, flavor.target) : null;
+  const changes = state && state.texts.length === 2 && hasNat(rules.content) ? iptChanges(state.texts[0], state.texts[1] || null, texts[0], texts[1] || null) : null;
+  const plan = changes ? iptPlan(changes.old, changes.next, state!.marker) : null;
   if (state && !plan) ctx.log(`${flavor.target}: this change needs the whole ruleset loaded`);
+  const record = (marker: string) => ({ version: STATE_VERSION, target: flavor.target, marker, texts });
 
-  if (plan && state!.hash === hash) {
-    // Nothing changed: only check that the kernel still holds what lbc loaded (one chain, cheap).
+  if (plan?.empty) {
+    // Nothing to load: only check that the kernel still holds what lbc loaded (one chain, cheap).
     let present = true;
     try {
-      await ctx.query([flavor.tool, '-t', 'nat', '-S', markerChain(hash)]);
+      await ctx.query([flavor.tool, '-t', 'nat', '-S', markerChain(plan.marker)]);
     } catch {
       present = false;
     }
     if (present) {
       ctx.log(`${flavor.target}: the LBC- chains already hold this ruleset; nothing to load`);
-      await ensureJumps(flavor, lbcChains(rules.content), ctx);
+      await ensureJumps(flavor, entryChains(rules.content), ctx);
+      // The texts may differ in comments: record the new ones.
+      if (!ctx.dryRun && state!.texts.some((t, i) => t !== texts[i])) await stageTextState(stateFile, record(plan.marker), ctx.log).commit();
       return;
     }
   }
 
   // In a dry run nothing changes, so the state file stays as it is.
   const mayRecord = ctx.dryRun || (await dropState(stateFile));
-  if (plan && mayRecord && state!.hash !== hash) {
+  if (plan && mayRecord && !plan.empty) {
     ctx.log(`${flavor.target}: loading only what changed: ${plan.chains.length} chain(s), ${plan.createSets ? plan.createSets.split('\n').length - 1 : 0} new set(s), ${plan.destroySets.length} set(s) to remove`);
+    // The next state is written while the kernel loads, and put in place only if the load succeeds.
+    const staged = stageTextState(ctx.dryRun ? null : stateFile, record(plan.marker), ctx.log);
     let loaded = false;
     try {
       if (plan.createSets) await ctx.run(['ipset', 'restore', '-exist'], plan.createSets);
       await ctx.run([`${flavor.tool}-restore`, '--noflush'], plan.restore);
       loaded = true;
     } catch (e) {
+      await staged.discard();
       const why = (e as Error).message.split('\n').find((l) => l.trim()) ?? '';
       ctx.log(`${flavor.target}: the LBC- chains are not what lbc loaded last, or the partial load failed (${why}); loading the whole ruleset`);
     }
     if (loaded) {
-      await ensureJumps(flavor, lbcChains(rules.content), ctx);
+      await ensureJumps(flavor, entryChains(rules.content), ctx);
       for (const name of plan.destroySets) await ctx.run(['ipset', 'destroy', name]);
-      if (!ctx.dryRun) await writeState(stateFile, iptState(model!, flavor.target, hash), ctx.log);
+      await staged.commit();
       return;
     }
   }
 
-  await fullApply(flavor, model ? withMarker(rules.content, markerChain(hash)) : rules.content, setsFile, ctx);
-  if (model && mayRecord && !ctx.dryRun) await writeState(stateFile, iptState(model, flavor.target, hash), ctx.log);
+  // A marker only for files a later partial load could follow (a nat table to hold it).
+  const marker = stateFile && hasNat(rules.content) ? fullMarker(texts) : null;
+  await fullApply(flavor, marker ? withMarker(rules.content, markerChain(marker)) : rules.content, setsFile, ctx);
+  if (marker && mayRecord && !ctx.dryRun) await stageTextState(stateFile, record(marker), ctx.log).commit();
 }
+
+const hasNat = (rules: string) => tableStart(rules, 'nat') >= 0;
 
 /** The rules with the (empty) marker chain declared in the nat table, where apply looks for it. */
 export function withMarker(rules: string, marker: string): string {

@@ -6,12 +6,15 @@
  * Chains not mentioned keep their rules, and with them the `statistic --mode nth` counters
  * (xt_statistic keeps one per rule) of every unchanged service.
  *
- * What is loaded now is known the same way as for nftables (../nftables/incremental.ts): a state
- * file with a fingerprint per chain and the create line of every set, written after each successful
- * apply and removed before each change, plus a marker in the kernel: an empty nat chain named
- * LBC-L-<sha256 of the emitted files, cut to fit the 28-character chain name limit>. A partial load
- * deletes (-X) the marker of the recorded hash and declares the new one; if the recorded marker is
- * not there, iptables-restore refuses the load and apply falls back to the full one.
+ * What is loaded now is known the same way as for nftables (../nftables/incremental.ts): the state
+ * file holds the emitted text lbc loaded last (../applied-state.ts), and the kernel holds a marker:
+ * an empty nat chain named LBC-L-<the state's marker, cut to fit the 28-character chain name limit>.
+ * A partial load deletes (-X) the recorded marker and declares the next one; if the recorded marker
+ * is not there, iptables-restore refuses the load and apply falls back to the full one.
+ * The new text is compared with the recorded one as strings: only the lines between their equal
+ * start and end are read, and the chains those lines belong to are found in the text by search, so
+ * one changed service among 10,000 (13 MB of rules) costs milliseconds. A change spread over many
+ * chains is read in full instead.
  * iptables-restore (nf_tables backend, 1.8.9) commits table by table — a failure in the second table
  * leaves the first one loaded (measured) — so the nat table, which holds the marker, comes first:
  * when the marker is missing nothing is changed at all; when a later table fails, the state file is
@@ -19,7 +22,8 @@
  */
 import type { Flavor } from './emit.js';
 import { ENTRY_POINTS } from './emit.js';
-import { fingerprint, STATE_VERSION } from '../nftables/incremental.js';
+import { nextMarker } from '../applied-state.js';
+import { differingLines } from '../text-diff.js';
 
 export const MARKER_PREFIX = 'LBC-L-';
 /** iptables chain names are at most 28 characters (XT_EXTENSION_MAXNAMELEN - 1). */
@@ -27,7 +31,6 @@ export const markerChain = (hash: string): string => `${MARKER_PREFIX}${hash.sli
 
 export interface IptChain {
   rules: string[];
-  fp: string;
 }
 
 export interface IptModel {
@@ -42,7 +45,7 @@ export interface IptModel {
  * anything unexpected (a chain not named LBC-*, a rule before its chain's declaration), which
  * makes apply load the files whole.
  */
-export function parseIptables(rules: string, sets: string | null): IptModel | null {
+export function parseIptables(rules: string, setsText: string | null): IptModel | null {
   const model: IptModel = { tables: new Map(), sets: new Map() };
   let table: Map<string, { rules: string[] }> | null = null;
   const raw = new Map<string, Map<string, { rules: string[] }>>();
@@ -70,34 +73,167 @@ export function parseIptables(rules: string, sets: string | null): IptModel | nu
     }
   }
   if (table) return null;
-  for (const [name, chains] of raw) {
-    const t = new Map<string, IptChain>();
-    for (const [chain, c] of chains) t.set(chain, { rules: c.rules, fp: fingerprint(c.rules.join('\n')) });
-    model.tables.set(name, t);
-  }
-  for (const line of (sets ?? '').split('\n')) {
+  for (const [name, chains] of raw) model.tables.set(name, chains);
+  const sets = parseSets(setsText);
+  return sets && { ...model, sets };
+}
+
+/** The `create` line of every set in an emitted ipset file, by name; null for anything else. */
+function parseSets(text: string | null): Map<string, string> | null {
+  const sets = new Map<string, string>();
+  for (const line of (text ?? '').split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
     const m = /^create (\S+) /.exec(line);
-    if (!m || model.sets.has(m[1])) return null;
-    model.sets.set(m[1], line);
+    if (!m || sets.has(m[1])) return null;
+    sets.set(m[1], line);
   }
-  return model;
+  return sets;
 }
 
-export interface IptState {
-  version: number;
-  target: Flavor['target'];
-  /** sha256 of the emitted rules and sets files; the marker chain is named after it. */
-  hash: string;
-  /** table -> chain -> fingerprint of its rules. */
-  tables: Record<string, Record<string, string>>;
-  sets: Record<string, string>;
+/** More chains than this in the differing lines: read both texts whole instead of searching chain by chain. */
+const MAX_SEARCHED_CHAINS = 64;
+
+/**
+ * What differs between two emitted rules files (and their ipset files), as two models holding only
+ * the chains whose declaration or rules differ, and every set. Null when a text is not in the
+ * emitter's layout.
+ */
+export function iptChanges(beforeRules: string, beforeSets: string | null, afterRules: string, afterSets: string | null): { old: IptModel; next: IptModel } | null {
+  const oldSets = parseSets(beforeSets);
+  const nextSets = parseSets(afterSets);
+  if (!oldSets || !nextSets) return null;
+  const old: IptModel = { tables: new Map(), sets: oldSets };
+  const next: IptModel = { tables: new Map(), sets: nextSets };
+  if (beforeRules === afterRules) return { old, next };
+  // The header comment names the spec file: a spec compiled from another path must not make every
+  // line "differ". Both texts are read from their first table on (slices: nothing is copied).
+  beforeRules = beforeRules.slice(afterComments(beforeRules));
+  afterRules = afterRules.slice(afterComments(afterRules));
+  const found = changedChains(beforeRules, afterRules);
+  if (!found) return wholeChanges(beforeRules, beforeSets, afterRules, afterSets);
+  const { table, chains, head } = found;
+  for (const [text, model] of [[beforeRules, old], [afterRules, next]] as const) {
+    const section = tableSection(text, head, table);
+    if (!section) return null;
+    const found: Array<[string, IptChain & { at: number }]> = [];
+    for (const chain of chains) {
+      const c = findChain(text, section, chain);
+      if (c === undefined) return null;
+      if (c) found.push([chain, c]);
+    }
+    // In declaration order, as a reading of the whole text has them.
+    found.sort((x, y) => x[1].at - y[1].at);
+    model.tables.set(table, new Map(found.map(([chain, c]) => [chain, { rules: c.rules }])));
+  }
+  return { old, next };
 }
 
-export function iptState(model: IptModel, target: Flavor['target'], hash: string): IptState {
-  const state: IptState = { version: STATE_VERSION, target, hash, tables: {}, sets: Object.fromEntries(model.sets) };
-  for (const [t, chains] of model.tables) state.tables[t] = Object.fromEntries([...chains].map(([c, x]) => [c, x.fp]));
-  return state;
+/** Where the first line that is not a comment begins. */
+function afterComments(text: string): number {
+  let pos = 0;
+  while (text.startsWith('#', pos)) {
+    const eol = text.indexOf('\n', pos);
+    if (eol < 0) return text.length;
+    pos = eol + 1;
+  }
+  return pos;
+}
+
+function wholeChanges(beforeRules: string, beforeSets: string | null, afterRules: string, afterSets: string | null): { old: IptModel; next: IptModel } | null {
+  const old = parseIptables(beforeRules, beforeSets);
+  const next = parseIptables(afterRules, afterSets);
+  return old && next ? { old, next } : null;
+}
+
+/**
+ * The chains named by the lines that differ, and the table those lines are in; null when they are
+ * more than a search per chain is worth, or include anything but rules, declarations and comments
+ * (a table boundary, say).
+ */
+function changedChains(before: string, after: string): { table: string; chains: string[]; head: number } | null {
+  const { head, tail } = differingLines(before, after);
+  const chains = new Set<string>();
+  for (const text of [before, after]) {
+    const part = text.slice(head, text.length - tail);
+    if (part === '') continue;
+    for (const line of part.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const m = /^(?:-A (\S+) |:(\S+) - \[0:0\]$)/.exec(line);
+      if (!m) return null;
+      chains.add(m[1] ?? m[2]);
+      if (chains.size > MAX_SEARCHED_CHAINS) return null;
+    }
+  }
+  // The table the differing lines are in: the last "*table" line before them (equal in both texts).
+  const star = before.lastIndexOf('\n*', head - 1);
+  const table = star < 0 ? (before.startsWith('*') ? before.slice(1, before.indexOf('\n')) : null) : before.slice(star + 2, before.indexOf('\n', star + 1));
+  if (chains.size > 0 && !table) return null;
+  return { table: table ?? '', chains: [...chains], head };
+}
+
+/**
+ * The table section holding position `at`: where its "*table" line starts, where its declarations
+ * end (the emitter writes every ":chain" line before the first rule), and where its COMMIT line is.
+ * Table names are unique in a file, so the first "*table" line is the one.
+ */
+function tableSection(text: string, at: number, table: string): Section | null {
+  const start = tableStart(text, table);
+  if (start < 0) return null;
+  // "\nCOMM" rather than "\nCOMMIT\n": a search pattern ending in a frequent character (a newline)
+  // skips ahead slowly; this one is several times faster over megabytes.
+  let end = text.indexOf('\nCOMM', Math.max(start, at - 1));
+  while (end >= 0 && !text.startsWith('\nCOMMIT\n', end)) end = text.indexOf('\nCOMM', end + 1);
+  const firstRule = text.indexOf('\n-A ', start);
+  const declEnd = firstRule < 0 || firstRule > end ? end : firstRule;
+  return end < 0 || start > at ? null : { start, declEnd, end, declarations: text.slice(start, declEnd + 1) };
+}
+
+/**
+ * Where the "*table" line of `table` begins, or -1. Searched as "\n*" (a pattern ending in a rare
+ * character is skipped through quickly) and checked: a file has a few tables and megabytes of rules.
+ */
+export function tableStart(text: string, table: string): number {
+  const line = `*${table}\n`;
+  if (text.startsWith(line)) return 0;
+  for (let i = text.indexOf('\n*'); i >= 0; i = text.indexOf('\n*', i + 1)) if (text.startsWith(line, i + 1)) return i + 1;
+  return -1;
+}
+
+interface Section {
+  start: number;
+  declEnd: number;
+  end: number;
+  /** The text of the declaration lines (searched instead of the whole text). */
+  declarations: string;
+}
+
+/**
+ * A chain's rules within a table section: null when it is not declared there, undefined when the
+ * text is not in the emitter's layout (declared twice, rules without a declaration, or rules that
+ * are not one run of lines, comments aside).
+ */
+function findChain(text: string, section: Section, chain: string): (IptChain & { at: number }) | null | undefined {
+  const within = (i: number, end = section.end) => i >= 0 && i < end;
+  const decl = `\n:${chain} - [0:0]\n`;
+  const d = section.declarations.indexOf(decl);
+  const declared = d >= 0;
+  if (declared && section.declarations.indexOf(decl, d + 1) >= 0) return undefined;
+  const prefix = `-A ${chain} `;
+  const first = text.indexOf(`\n${prefix}`, section.declEnd);
+  if (!within(first)) return declared ? { rules: [], at: d } : null;
+  if (!declared) return undefined;
+  const rules: string[] = [];
+  let pos = first + 1;
+  for (;;) {
+    const eol = text.indexOf('\n', pos);
+    const line = text.slice(pos, eol < 0 ? text.length : eol);
+    if (line.startsWith(prefix)) rules.push(line);
+    else if (!line.startsWith('#')) break;
+    if (eol < 0) break;
+    pos = eol + 1;
+  }
+  // No rule of this chain after its run.
+  return within(text.indexOf(`\n${prefix}`, pos - 1)) ? undefined : { rules, at: d };
 }
 
 export interface IptPlan {
@@ -111,59 +247,64 @@ export interface IptPlan {
   chains: string[];
   /** Nothing but the marker changes. */
   empty: boolean;
+  /** The marker the kernel holds once this is loaded. */
+  marker: string;
 }
 
-const entryChains = (tables: Map<string, Map<string, unknown>> | Record<string, Record<string, unknown>>, table: string, chain: string) =>
-  tables instanceof Map ? !!tables.get(table)?.has(chain) : !!tables[table] && chain in tables[table];
+const hasChain = (model: IptModel, table: string, chain: string) => !!model.tables.get(table)?.has(chain);
+const sameRules = (a: IptChain, b: IptChain) => a.rules.length === b.rules.length && a.rules.every((r, i) => r === b.rules[i]);
 
 /**
- * The partial load turning what `old` recorded into `next`, or null when only a full apply can make
- * the change: a set's parameters changed (it must be swapped, see apply.ts), or an entry chain
- * (LBC-PREROUTING / LBC-OUTPUT of nat or mangle) appears or disappears, which means adding or
- * removing the jumps from the built-in chains.
+ * The partial load turning `old` into `next` (models of what differs, from iptChanges, or of the
+ * whole texts), or null when only a full apply can make the change: a set's parameters changed (it
+ * must be swapped, see apply.ts), or an entry chain (LBC-PREROUTING / LBC-OUTPUT of nat or mangle)
+ * appears or disappears, which means adding or removing the jumps from the built-in chains.
+ * `marker` is the one the kernel holds now; the plan names the next.
  */
-export function iptPlan(old: IptState, next: IptModel, hash: string): IptPlan | null {
-  for (const [t, , c] of ENTRY_POINTS) if (entryChains(next.tables, t, c) !== entryChains(old.tables, t, c)) return null;
+export function iptPlan(old: IptModel, next: IptModel, marker: string): IptPlan | null {
+  for (const [t, , c] of ENTRY_POINTS) if (hasChain(next, t, c) !== hasChain(old, t, c)) return null;
   const creates: string[] = [];
   for (const [name, line] of next.sets) {
-    const had = old.sets[name];
+    const had = old.sets.get(name);
     if (had === undefined) creates.push(line);
     else if (had !== line) return null;
   }
-  const destroySets = Object.keys(old.sets).filter((n) => !next.sets.has(n)).sort();
+  const destroySets = [...old.sets.keys()].filter((n) => !next.sets.has(n)).sort();
 
-  const plan: IptPlan = { restore: '', createSets: creates.length ? creates.join('\n') + '\n' : null, destroySets, chains: [], empty: false };
-  const sections: string[][] = [];
+  const plan: IptPlan = { restore: '', createSets: creates.length ? creates.join('\n') + '\n' : null, destroySets, chains: [], empty: false, marker };
+  const sections: Array<{ table: string; lines: string[] }> = [];
   // nat first: it holds the marker, and iptables-restore commits table by table.
-  const names = [...new Set([...next.tables.keys(), ...Object.keys(old.tables)])].sort((a, b) => (a === 'nat' ? -1 : b === 'nat' ? 1 : a < b ? -1 : 1));
+  const names = [...new Set(['nat', ...next.tables.keys(), ...old.tables.keys()])].sort((a, b) => (a === 'nat' ? -1 : b === 'nat' ? 1 : a < b ? -1 : 1));
   for (const t of names) {
     const now = next.tables.get(t) ?? new Map<string, IptChain>();
-    const was = old.tables[t] ?? {};
+    const was = old.tables.get(t) ?? new Map<string, IptChain>();
     const decl: string[] = [];
     const rules: string[] = [];
     const drop: string[] = [];
     for (const [chain, c] of now) {
-      if (was[chain] === c.fp) continue;
+      const had = was.get(chain);
+      if (had && sameRules(had, c)) continue;
       decl.push(`:${chain} - [0:0]`);
       rules.push(...c.rules);
       plan.chains.push(`${t} ${chain}`);
     }
-    for (const chain of Object.keys(was)) {
+    for (const chain of was.keys()) {
       if (now.has(chain)) continue;
       // Declared (so flushed) first; deleted once no chain of this load jumps to it.
       decl.push(`:${chain} - [0:0]`);
       drop.push(`-X ${chain}`);
       plan.chains.push(`${t} ${chain}`);
     }
-    if (t === 'nat') {
-      // -X of a chain that does not exist fails the load: the kernel must hold exactly the recorded ruleset.
-      sections.push([`*${t}`, `:${markerChain(hash)} - [0:0]`, ...decl, ...rules, ...drop, `-X ${markerChain(old.hash)}`, 'COMMIT']);
-    } else if (decl.length) {
-      sections.push([`*${t}`, ...decl, ...rules, ...drop, 'COMMIT']);
-    }
+    if (t === 'nat' || decl.length) sections.push({ table: t, lines: [...decl, ...rules, ...drop] });
   }
-  if (!names.includes('nat')) return null;
   plan.empty = plan.chains.length === 0 && !plan.createSets && destroySets.length === 0;
-  plan.restore = sections.flat().join('\n') + '\n';
+  if (!plan.empty) plan.marker = nextMarker(marker, [plan.createSets ?? '', ...destroySets, ...sections.flatMap((x) => [x.table, ...x.lines])].join('\n'));
+  // -X of a chain that does not exist fails the load: the kernel must hold exactly the recorded ruleset.
+  plan.restore =
+    sections
+      .flatMap(({ table, lines }) =>
+        table === 'nat' ? [`*nat`, `:${markerChain(plan.marker)} - [0:0]`, ...lines, `-X ${markerChain(marker)}`, 'COMMIT'] : [`*${table}`, ...lines, 'COMMIT'],
+      )
+      .join('\n') + '\n';
   return plan;
 }

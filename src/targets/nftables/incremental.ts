@@ -3,11 +3,9 @@
  * batch (one transaction, nft(8) "-f"), with the full replace of `table inet lbc` as the fallback.
  *
  * How apply knows what is loaded now — a state file plus a marker in the kernel:
- * - After every successful apply lbc writes a state file (on a host /run/lbc/nftables.state: /run is
- *   a tmpfs, so after a reboot there is none and the first apply is a full one; see
- *   IncrementalContext) holding the emitted text it loaded and the name of the marker below. The next
- *   apply compares the new text with that one block by block (string comparisons: no digests), and
- *   reads line by line only the blocks that differ — of a changed map only the lines between its
+ * - After every successful apply lbc records the emitted text it loaded (../applied-state.ts). The
+ *   next apply compares the new text with that one block by block (string comparisons: no digests),
+ *   and reads line by line only the blocks that differ — of a changed map only the lines between its
  *   equal first and last lines — so one changed service among 10,000 costs milliseconds.
  * - The batch that loads the rules also creates an empty chain `loaded_<marker>`: after a full load
  *   the sha256 of the text, after a partial one the sha256 of the previous marker and the change. A
@@ -29,77 +27,8 @@
  * The marker chain's comment needs Linux 5.10 (NFTA_CHAIN_USERDATA); the emitted ruleset already
  * needs 5.6 (concatenated interval maps), so this raises the floor slightly.
  */
-import { hash as digest } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { ApplyContext } from '../target.js';
-
-// ---------------------------------------------------------------------------------------------
-// State files (shared with the iptables targets)
-
-/** The ApplyContext fields incremental apply reads (stateDir, fullApply) are declared on ApplyContext itself. */
-export type IncrementalContext = ApplyContext;
-export const STATE_VERSION = 2;
-
-/** Where the state file of a target lives, or null when no state is kept. */
-export function stateFilePath(ctx: ApplyContext, target: string, extension = 'json'): string | null {
-  const dir = ctx.stateDir ?? null;
-  return dir ? join(dir, `${target}.${extension}`) : null;
-}
-
-export const sha256 = (text: string): string => digest('sha256', text, 'hex');
-
-/**
- * Fingerprint of an object's text, compared only with the fingerprint of the same object's previous
- * text (change detection of lbc's own output, not an integrity check): sha1, the fastest one-shot
- * digest here, matters at 10,000 chains.
- */
-export const fingerprint = (text: string): string => digest('sha1', text, 'hex');
-
-/** The state file's content, or null when there is none or it is not one this version wrote. */
-export async function readState<T extends { version: number; target: string }>(file: string | null, target: string): Promise<T | null> {
-  if (!file) return null;
-  try {
-    const data = JSON.parse(await readFile(file, 'utf8')) as T;
-    return data && data.version === STATE_VERSION && data.target === target ? data : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Remove the state file before changing anything: if the change then fails half-way (iptables-restore
- * of several tables, an ipset command after the rules), the next apply is a full one.
- * Returns false when the file exists and cannot be removed; then no state may be recorded.
- */
-export async function dropState(file: string | null): Promise<boolean> {
-  if (!file) return true;
-  try {
-    await rm(file, { force: true });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Write atomically (temporary file + rename), so a reader never sees half a state. Failure only costs the next apply a full load. */
-export async function writeState(file: string | null, data: unknown, log: (line: string) => void): Promise<void> {
-  await writeRaw(file, JSON.stringify(data), log);
-}
-
-async function writeRaw(file: string | null, content: string, log: (line: string) => void): Promise<void> {
-  if (!file) return;
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    await writeFile(tmp, content, { mode: 0o600 });
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true }).catch(() => {});
-    log(`could not record what was loaded in ${file} (${(e as Error).message}); the next apply will be a full one`);
-  }
-}
+import { nextMarker, type TextState } from '../applied-state.js';
+import { differingLines } from '../text-diff.js';
 
 // ---------------------------------------------------------------------------------------------
 // The emitted ruleset as objects
@@ -270,34 +199,13 @@ export function parseNftRuleset(text: string): NftModel | null {
 }
 
 /**
- * Length of the longest common prefix of a and b (suffix, with `fromEnd`). Compares 4 KiB pieces
- * first, which the engine does as a block comparison, then narrows down inside the first piece
- * that differs: a few milliseconds for megabytes of equal text.
- */
-function commonLength(a: string, b: string, fromEnd: boolean): number {
-  const max = Math.min(a.length, b.length);
-  const piece = (s: string, i: number, n: number) => (fromEnd ? s.slice(s.length - i - n, s.length - i) : s.slice(i, i + n));
-  let i = 0;
-  for (const step of [4096, 512, 64, 8, 1]) {
-    while (i + step <= max && piece(a, i, step) === piece(b, i, step)) i += step;
-  }
-  return i;
-}
-
-/**
  * The elements of a map whose text changed, as two maps (before, after) holding only the element
  * lines between the longest common run of whole lines at the start and at the end. The lines outside
  * are the same text in both, and every key appears once per map, so they are loaded already and stay.
  * One changed service among 80,000 elements is then a handful of lines to read.
  */
 function changedElements(before: string, after: string): { old: Map<string, string>; next: Map<string, string> } | null {
-  let head = commonLength(before, after, false);
-  // Back to the start of the line the first difference is on (the characters before head are common).
-  if (head > 0 && before[head - 1] !== '\n') head = before.lastIndexOf('\n', head - 1) + 1;
-  let tail = Math.min(commonLength(before, after, true), before.length - head, after.length - head);
-  // The common tail must start a line in both texts.
-  const startsLine = (s: string) => tail === 0 || s[s.length - tail - 1] === '\n';
-  while (tail > 0 && !(startsLine(before) && startsLine(after))) tail--;
+  const { head, tail } = differingLines(before, after);
   const middle = (s: string) => {
     const m = s.slice(head, s.length - tail);
     return m.endsWith('\n') ? m.slice(0, -1) : m;
@@ -345,83 +253,6 @@ export function nftChanges(before: string, after: string): { old: NftModel; next
 
 // ---------------------------------------------------------------------------------------------
 // Recorded state and the plan of a partial transaction
-
-/**
- * The state file: one JSON line (version, target, marker), then the emitted text exactly as it was
- * loaded. Keeping the text itself rather than a digest of each object makes the next diff a string
- * comparison, and the file is read and written in a few milliseconds.
- */
-export interface NftState {
-  version: number;
-  target: 'nftables';
-  /** The name of the marker chain after its prefix. */
-  marker: string;
-  /** The emitted ruleset the kernel holds (lbc's table part of it). */
-  text: string;
-}
-
-export async function readNftState(file: string | null): Promise<NftState | null> {
-  if (!file) return null;
-  try {
-    // One synchronous read and, for ASCII text (what lbc emits unless a name is not), a byte-for-byte
-    // decode: a few milliseconds for megabytes, where a streamed UTF-8 read takes several times that.
-    const raw = readFileSync(file);
-    const nl = raw.indexOf(10);
-    if (nl < 0) return null;
-    const head = JSON.parse(raw.toString('utf8', 0, nl)) as Omit<NftState, 'text'> & { ascii?: boolean };
-    if (head?.version !== STATE_VERSION || head.target !== 'nftables' || !/^[0-9a-f]{64}$/.test(head.marker)) return null;
-    return { version: head.version, target: head.target, marker: head.marker, text: raw.toString(head.ascii === true ? 'latin1' : 'utf8', nl + 1) };
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Write the state to a temporary file next to where it belongs, so that this runs while the kernel
- * loads: commit() renames it into place once the load succeeded, discard() removes it otherwise.
- * A failure to write only costs the next apply a full load.
- */
-export function stageNftState(file: string | null, state: NftState, log: (line: string) => void): { commit(): Promise<void>; discard(): Promise<void> } {
-  if (!file) return { commit: async () => {}, discard: async () => {} };
-  const { text, ...fields } = state;
-  const ascii = Buffer.byteLength(text) === text.length;
-  const head = { ...fields, ascii };
-  const tmp = `${file}.${process.pid}.tmp`;
-  const failed = (e: unknown) => log(`could not record what was loaded in ${file} (${(e as Error).message}); the next apply will be a full one`);
-  const written = (async () => {
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.write(`${JSON.stringify(head)}\n`);
-      await fh.write(text, null, ascii ? 'latin1' : 'utf8');
-    } finally {
-      await fh.close();
-    }
-  })().then(
-    () => true,
-    async (e) => {
-      failed(e);
-      await rm(tmp, { force: true }).catch(() => {});
-      return false;
-    },
-  );
-  return {
-    async commit() {
-      if (await written) await rename(tmp, file).catch(async (e) => (failed(e), await rm(tmp, { force: true }).catch(() => {})));
-    },
-    async discard() {
-      if (await written) await rm(tmp, { force: true }).catch(() => {});
-    },
-  };
-}
-
-/**
- * Markers: a full load is named after its text; a partial one after the marker it replaces and what
- * it changed. Either way the name is a function of what was loaded, and deterministic, but a partial
- * load does not need a digest of the whole (megabytes) ruleset.
- */
-export const fullMarker = (text: string): string => sha256(text);
-export const nextMarker = (previous: string, change: string): string => sha256(`${previous}\n${change}`);
 
 const T = TABLE_SPEC;
 
@@ -567,7 +398,8 @@ export function nftPlan(old: NftModel, next: NftModel, marker: string): NftPlan 
 }
 
 /** The partial transaction from the recorded state to `text`, or null when only a full load will do. */
-export function planFromState(state: NftState, text: string): NftPlan | null {
-  const changes = nftChanges(state.text, text);
+export function planFromState(state: TextState, text: string): NftPlan | null {
+  if (state.texts.length !== 1) return null;
+  const changes = nftChanges(state.texts[0], text);
   return changes && nftPlan(changes.old, changes.next, state.marker);
 }

@@ -6,19 +6,8 @@
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from '../target.js';
 import { emitNftables, RULES_FILE } from './emit.js';
-import {
-  addMarker,
-  dropState,
-  STATE_VERSION,
-  fullMarker,
-  inLayout,
-  planFromState,
-  readNftState,
-  stateFilePath,
-  stageNftState,
-  type IncrementalContext,
-  type NftPlan,
-} from './incremental.js';
+import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
+import { addMarker, inLayout, planFromState, type NftPlan } from './incremental.js';
 
 const capabilities: CapabilityTable = {
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
@@ -42,9 +31,9 @@ const capabilities: CapabilityTable = {
 export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Promise<void> {
   const rules = files.find((f) => f.name === RULES_FILE);
   if (!rules) throw new LbcError([{ code: 'LBC5001', severity: 'error', message: `nftables: nothing to apply (no ${RULES_FILE} among the files)` }]);
-  const stateFile = stateFilePath(ctx, 'nftables', 'state');
+  const stateFile = stateFilePath(ctx, 'nftables');
   const text = rules.content;
-  const plan = stateFile && !(ctx as IncrementalContext).fullApply ? await partialPlan(ctx, stateFile, text) : null;
+  const plan = stateFile && !ctx.fullApply ? await partialPlan(ctx, stateFile, text) : null;
   // In a dry run nothing changes, so the state file stays as it is.
   const mayRecord = ctx.dryRun || (await dropState(stateFile));
   if (plan && mayRecord) {
@@ -54,7 +43,7 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
         : `nftables: loading only what changed: ${plan.chains.length} chain(s), ${plan.elements.length} map element(s), ${plan.sets.length} set(s), ${plan.maps.length} map(s)`,
     );
     // The next state is written while the kernel loads, and put in place only if the load succeeds.
-    const staged = stageNftState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, text }, ctx.log);
+    const staged = stageTextState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, texts: [text] }, ctx.log);
     try {
       await ctx.run(['nft', '-f', '-'], plan.script);
       await staged.commit();
@@ -70,8 +59,8 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   ctx.log(`nftables: loading ${RULES_FILE} (replaces table inet lbc)`);
   // Without a state file there is nothing to compare with later: load exactly the file, as always.
   // Otherwise the marker goes in the same batch as the table, so it names exactly what this load put there.
-  const marker = stateFile && inLayout(text) ? fullMarker(text) : null;
-  const staged = stageNftState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', text }, ctx.log);
+  const marker = stateFile && inLayout(text) ? fullMarker([text]) : null;
+  const staged = stageTextState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', texts: [text] }, ctx.log);
   try {
     await ctx.run(['nft', '-f', '-'], marker ? `${text}${addMarker(marker)}\n` : text);
   } catch (e) {
@@ -82,7 +71,7 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
 }
 
 async function partialPlan(ctx: ApplyContext, stateFile: string, text: string): Promise<NftPlan | null> {
-  const state = await readNftState(stateFile);
+  const state = readTextState(stateFile, 'nftables');
   if (!state) return null;
   const plan = planFromState(state, text);
   if (!plan) ctx.log('nftables: this change needs the whole ruleset loaded (or the file is not in the layout lbc emits)');
