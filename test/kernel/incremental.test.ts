@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { IR } from '../../src/ir/types.js';
-import { compileForTarget, type OutputFile, type TargetDefinition } from '../../src/targets/target.js';
+import { compileForTarget, type ApplyContext, type OutputFile, type TargetDefinition } from '../../src/targets/target.js';
 import { nftablesTarget } from '../../src/targets/nftables/index.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
-import type { IncrementalContext } from '../../src/targets/nftables/incremental.js';
 import { ADDR, createTopology, kernelSuite, type ConnResult, type Topology } from './harness/index.js';
 import { ir, type SvcInput } from '../unit/iptables-ir.js';
 
@@ -140,7 +139,7 @@ for (const flavor of FLAVORS) {
     };
 
     /** An ApplyContext for one namespace whose state file lives in a directory of that namespace's own. */
-    async function context(t: Topology, sent: Sent[], log: string[]): Promise<IncrementalContext> {
+    async function context(t: Topology, sent: Sent[], log: string[]): Promise<ApplyContext> {
       const dir = join(tmpdir(), `${t.ns.lb}-state`);
       await mkdir(dir, { recursive: true });
       stateDirs.push(dir);
