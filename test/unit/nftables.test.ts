@@ -405,11 +405,11 @@ describe('nftables emitter: shared selection maps', () => {
     expect(p.chains.get('output')!.rules).toEqual([`${dnat} numgen random mod 1 map @out4_rnd_1`]);
   });
 
-  it('describes each shared service in comments, with its slots', () => {
-    expect(text).toContain('\t# service r1: tcp 10.0.0.1:80, random over 2 backends\n');
-    expect(text).toContain('\t#   backend 0: 10.1.0.1:8080, share 1/3, slot 0\n');
-    expect(text).toContain('\t#   backend 1: 10.1.0.2:80, share 2/3, slots 1-2\n');
-    expect(text).toContain(`\t# service h1: tcp 10.0.0.3:80, hash on saddr, sport (seed ${seed(['saddr', 'sport'])}) over 2 backends\n`);
+  it('describes each shared service in one comment line, with its slots per backend', () => {
+    expect(text).toContain('\t# service r1: tcp 10.0.0.1:80, random over 2 backends, slots 1, 2 in backend order\n');
+    // The element lines name the backends; no comment line per backend.
+    expect(text).not.toContain('\t#   backend 0: 10.1.0.1:8080');
+    expect(text).toContain(`\t# service h1: tcp 10.0.0.3:80, hash on saddr, sport (seed ${seed(['saddr', 'sport'])}) over 2 backends, one slot each\n`);
   });
 });
 
