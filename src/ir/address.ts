@@ -1,6 +1,7 @@
 /**
  * Address parsing for specs: strict IPv4 dotted quads (no leading zeros, which
- * some tools read as octal), IPv6 via ip-address, canonical text out
+ * some tools read as octal), IPv6 hexadecimal groups read here (ip-address judges
+ * any other form), canonical text out
  * (RFC 5952 lower-case compressed), CIDR blocks whose host bits are zero.
  */
 import { Address6 } from 'ip-address';
@@ -38,21 +39,124 @@ export function parseAddress(text: string, allowPrefix: boolean): AddressResult 
   }
   if (/^[0-9.]+$/.test(addr)) return { ok: false, message: `"${addr}" is not a valid IPv4 address (four decimal numbers 0-255, no leading zeros)` };
   if (!/^[0-9A-Fa-f:.]+$/.test(addr) || !addr.includes(':')) return { ok: false, message: `"${printable(addr)}" is not an IP address` };
-  let a6: Address6;
-  try {
-    a6 = new Address6(addr);
-  } catch {
+  // Plain hexadecimal groups (every address a spec needs) take the quick reader below; anything it
+  // does not read is left to ip-address, for its verdict and its error message.
+  const groups = v6Groups(addr);
+  if (!groups) {
+    try {
+      new Address6(addr);
+    } catch {
+      return { ok: false, message: `"${addr}" is not a valid IPv6 address` };
+    }
+    if (addr.includes('.')) return { ok: false, message: `"${addr}" is an IPv4-mapped/embedded IPv6 address`, hint: 'write an IPv4 service with the plain IPv4 address instead' };
     return { ok: false, message: `"${addr}" is not a valid IPv6 address` };
   }
-  if (addr.includes('.')) return { ok: false, message: `"${addr}" is an IPv4-mapped/embedded IPv6 address`, hint: 'write an IPv4 service with the plain IPv4 address instead' };
   const len = lenText === null ? 128 : Number(lenText);
   if (len > 128) return { ok: false, message: `prefix length /${len} is longer than 128 bits` };
-  const canonical = a6.correctForm();
+  const canonical = v6Text(groups);
   if (len < 128) {
-    const net = new Address6(`${canonical}/${len}`).startAddress().correctForm();
+    const net = v6FromBigInt(v6ToBigInt(canonical) & ~((1n << BigInt(128 - len)) - 1n));
     if (net !== canonical) return { ok: false, message: `"${s}" has host bits set`, hint: `the network is ${net}/${len}` };
   }
   return { ok: true, family: 'ipv6', prefix: { address: canonical, prefixLength: len, isHost: len === 128 } };
+}
+
+/**
+ * The eight 16-bit groups of an IPv6 address written as hexadecimal groups with at most one "::"
+ * (RFC 4291 section 2.2, forms 1 and 2), or null for anything else — including the embedded IPv4
+ * form 3, which lbc refuses anyway.
+ */
+export function v6Groups(text: string): number[] | null {
+  // One pass over the characters (a spec of 10,000 IPv6 services has 90,000 addresses): groups
+  // before "::" fill `head`, groups after it `tail`.
+  const head: number[] = [];
+  const tail: number[] = [];
+  let cur = head;
+  let value = 0;
+  let digits = 0;
+  let gap = false;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : -1;
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+    if (d >= 0) {
+      if (++digits > 4) return null;
+      value = value * 16 + d;
+      continue;
+    }
+    if (c !== 58 && c !== -1) return null;
+    if (digits > 0) {
+      cur.push(value);
+    } else if (c === 58 && text.charCodeAt(i + 1) === 58 && !gap) {
+      // "::" — at the start, or right after a group's colon was consumed below.
+      if (i !== 0) return null;
+    } else if (!(c === -1 && gap && cur.length === 0 && text.endsWith('::'))) {
+      return null;
+    }
+    value = 0;
+    digits = 0;
+    if (c === 58 && text.charCodeAt(i + 1) === 58) {
+      if (gap) return null;
+      gap = true;
+      cur = tail;
+      i++;
+    }
+  }
+  if (!gap) return head.length === 8 ? head : null;
+  // "::" stands for one or more zero groups.
+  const missing = 8 - head.length - tail.length;
+  if (missing < 1) return null;
+  for (let k = 0; k < missing; k++) head.push(0);
+  for (const g of tail) head.push(g);
+  return head;
+}
+
+/**
+ * RFC 5952 text of eight groups: lower case, no leading zeros, the longest run of two or more zero
+ * groups (the first of equally long ones) written "::" (section 4.2).
+ */
+export function v6Text(groups: readonly number[]): string {
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === best) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += groups[i].toString(16);
+  }
+  return out;
+}
+
+/** An IPv6 address (any form v6Groups reads) as a 128-bit integer. */
+export function v6ToBigInt(text: string): bigint {
+  const groups = v6Groups(text);
+  if (!groups) throw new Error(`not an IPv6 address: ${text}`);
+  // Two 64-bit halves from exact doubles (4 groups = 64 bits do not fit; 2 groups = 32 bits do).
+  let n = 0n;
+  for (let i = 0; i < 8; i += 2) n = (n << 32n) | BigInt(groups[i] * 65536 + groups[i + 1]);
+  return n;
+}
+
+export function v6FromBigInt(n: bigint): string {
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((n >> BigInt(16 * i)) & 0xffffn));
+  return v6Text(groups);
 }
 
 /** Whether two prefixes of one family overlap (one contains the other). */
@@ -63,7 +167,7 @@ export function prefixesOverlap(a: Prefix, b: Prefix, family: Family): boolean {
 
 export function bitsOf(address: string, family: Family): string {
   if (family === 'ipv4') return v4ToInt(address).toString(2).padStart(32, '0');
-  return new Address6(address).binaryZeroPad();
+  return v6ToBigInt(address).toString(2).padStart(128, '0');
 }
 
 function printable(s: string): string {

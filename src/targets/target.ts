@@ -149,6 +149,16 @@ export function compileForTarget(target: TargetDefinition, ir: IR, options: Emit
   }
   if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
   // Every file ends with exactly one newline, whatever its template did: tools and diffs expect it.
-  const files = target.emit({ ...ir, services: kept }, options).map((f) => ({ ...f, content: f.content.replace(/\n*$/, '\n') }));
+  const files = target.emit({ ...ir, services: kept }, options).map((f) => ({ ...f, content: oneFinalNewline(f.content) }));
   return { files, diagnostics };
+}
+
+/**
+ * The text ending in exactly one newline. Not `replace(/\n*$/, ...)`: that pattern is tried at every
+ * position of the text, a fifth of a second for the megabytes of 10,000 services.
+ */
+function oneFinalNewline(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 10) end--;
+  return end === text.length - 1 ? text : `${text.slice(0, end)}\n`;
 }

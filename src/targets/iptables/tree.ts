@@ -12,7 +12,7 @@
  * Up to FLAT_MAX services stay in one flat chain (the layout small specs always had).
  */
 import { createHash } from 'node:crypto';
-import { Address4, Address6 } from 'ip-address';
+import { intToV4, v4ToInt, v6FromBigInt, v6ToBigInt } from '../../ir/address.js';
 import type { Family, Protocol } from '../../ir/types.js';
 
 /** Services a dispatch chain may hold before it is split into a tree. */
@@ -48,11 +48,11 @@ export interface TreeChains {
 }
 
 function addressBits(family: Family, address: string): bigint {
-  return family === 'ipv4' ? new Address4(address).bigInt() : new Address6(address).bigInt();
+  return family === 'ipv4' ? BigInt(v4ToInt(address)) : v6ToBigInt(address);
 }
 
 function bigToAddress(family: Family, v: bigint): string {
-  return family === 'ipv4' ? Address4.fromBigInt(v).correctForm() : Address6.fromBigInt(v).correctForm();
+  return family === 'ipv4' ? intToV4(Number(v)) : v6FromBigInt(v);
 }
 
 interface Keyed {

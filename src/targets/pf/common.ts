@@ -4,7 +4,7 @@
  * sbin/pfctl/parse.y, sys/netpfil/pf/pf_lb.c, sys/netpfil/pf/pf.c.
  */
 import { createHash } from 'node:crypto';
-import { Address4, Address6 } from 'ip-address';
+import { intToV4, v4ToInt, v6FromBigInt, v6ToBigInt } from '../../ir/address.js';
 import type { Backend, Family, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { Support } from '../target.js';
@@ -48,7 +48,7 @@ export function endpoints(svc: Service): { address: string; port: number }[] {
 }
 
 function toBig(a: string): bigint {
-  return a.includes(':') ? new Address6(a).bigInt() : new Address4(a).bigInt();
+  return a.includes(':') ? v6ToBigInt(a) : BigInt(v4ToInt(a));
 }
 
 /**
@@ -68,7 +68,7 @@ export function exactBlock(svc: Service): { address: string; prefixLength: numbe
   const start = nums[0];
   if (start % BigInt(n) !== 0n) return null;
   if (!nums.every((x, i) => x === start + BigInt(i))) return null;
-  const address = svc.family === 'ipv4' ? Address4.fromBigInt(start).correctForm() : Address6.fromBigInt(start).correctForm();
+  const address = svc.family === 'ipv4' ? intToV4(Number(start)) : v6FromBigInt(start);
   return { address, prefixLength: bits - host };
 }
 
