@@ -42,7 +42,7 @@ async function cmdCompile(args: { spec: string; target: string; output?: string;
   return 0;
 }
 
-async function cmdApply(args: { spec: string; target: string; 'dry-run': boolean }): Promise<number> {
+async function cmdApply(args: { spec: string; target: string; 'dry-run': boolean; full: boolean }): Promise<number> {
   const def = TARGETS.get(args.target);
   if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${args.target}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
   if (!def.apply) {
@@ -53,7 +53,7 @@ async function cmdApply(args: { spec: string; target: string; 'dry-run': boolean
   const ir = loadIR(args.spec);
   const result = compile(ir, def.name, { emit: { specPath: args.spec === '-' || args.spec === '' ? null : args.spec } });
   report(result.diagnostics);
-  await def.apply(result.files, hostContext({ dryRun: args['dry-run'], log: (l) => err(`lbc: ${l}`) }));
+  await def.apply(result.files, { ...hostContext({ dryRun: args['dry-run'], log: (l) => err(`lbc: ${l}`) }), fullApply: args.full });
   return 0;
 }
 
@@ -127,7 +127,12 @@ async function main(argv: string[]): Promise<number> {
     .command(
       'apply <spec>',
       'load the configuration on this host, atomically and idempotently',
-      (y) => y.positional('spec', { type: 'string', demandOption: true }).option('target', { ...targetOpt, alias: 't' }).option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' }),
+      (y) =>
+        y
+          .positional('spec', { type: 'string', demandOption: true })
+          .option('target', { ...targetOpt, alias: 't' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
+          .option('full', { type: 'boolean', default: false, describe: 'load the whole ruleset even when lbc knows only part of it changed' }),
       (a) => {
         pending = run(() => cmdApply(a as never))();
       },

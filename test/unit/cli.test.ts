@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { stageTextState, STATE_VERSION } from '../../src/targets/applied-state.js';
 
 const repo = join(import.meta.dirname, '..', '..');
 const lbc = (args: string[], input?: string) =>
@@ -72,5 +73,28 @@ describe('lbc CLI', () => {
     const r = lbc(['apply', 'fixtures/weighted-nth/spec.yaml', '-t', 'nftables', '--dry-run']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/nft -f/);
+  });
+
+  it('apply loads only what changed when its record of the last load matches, and everything with --full', async () => {
+    const stateDir = join(tmp, 'state');
+    const spec = 'fixtures/weighted-nth/spec.yaml';
+    const text = lbc(['compile', spec, '-t', 'nftables']).stdout;
+    // The record a previous apply of the same spec would have left.
+    await stageTextState(join(stateDir, 'nftables.state'), { version: STATE_VERSION, target: 'nftables', marker: 'ab'.repeat(32), texts: [text] }, () => {}).commit();
+    const apply = (...extra: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(repo, 'src/cli/main.ts'), 'apply', spec, '-t', 'nftables', '--dry-run', ...extra], {
+        cwd: repo,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { ...process.env, LBC_STATE_DIR: stateDir },
+      });
+    const same = apply();
+    expect(same.status).toBe(0);
+    expect(same.stderr).toMatch(/nothing changed/);
+    expect(same.stdout).toContain(`delete chain inet lbc loaded_${'ab'.repeat(32)}`);
+    expect(same.stdout).not.toContain('delete table');
+    const full = apply('--full');
+    expect(full.status).toBe(0);
+    expect(full.stdout).toContain('delete table inet lbc');
   });
 });
