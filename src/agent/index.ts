@@ -375,8 +375,7 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Commands on this host; in a dry run, changing commands are printed (with their input) instead. */
-/** The host's ApplyContext, announcing dry-run commands on the agent's log. */
+/** The host's ApplyContext: in a dry run, changing commands are printed (with their input) on the agent's log instead. */
 export function hostContext(dryRun: boolean, log: (line: string) => void): ApplyContext {
   return sharedHostContext({
     dryRun,
