@@ -6,6 +6,7 @@ import { Alias, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, typ
 import { DiagnosticBag, type SourceLocation } from '../diagnostics/diagnostic.js';
 import type { SNode, SMapEntry } from './ast.js';
 import { JsonSyntaxError, parseJsonSpec } from './json.js';
+import { readSimpleYaml } from './yaml-fast.js';
 
 /** Aliases can multiply a document (the "billion laughs"); no spec needs more nodes reached through aliases than this. */
 const MAX_ALIAS_NODES = 100_000;
@@ -18,13 +19,11 @@ export interface ParsedSpec {
 }
 
 export function parseSpecText(text: string, file: string, bag: DiagnosticBag): ParsedSpec {
-  const lines = new LineCounter();
-  const at = (offset: number): SourceLocation => {
-    const p = lines.linePos(Math.max(0, Math.min(offset, text.length)));
-    return { file, line: p.line, column: p.col };
-  };
-  if (text.includes('\u0000')) {
-    bag.error('LBC1001', 'the spec contains a NUL byte; it must be UTF-8 text', at(text.indexOf('\u0000')));
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) {
+    const lineStart = text.lastIndexOf('\n', nul - 1) + 1;
+    const line = text.slice(0, lineStart).split('\n').length;
+    bag.error('LBC1001', 'the spec contains a NUL byte; it must be UTF-8 text', { file, line, column: nul - lineStart + 1 });
     return { root: null, file };
   }
   // JSON (a .json file, or text that opens with "{") takes the one-pass reader; a YAML file that merely
@@ -41,6 +40,23 @@ export function parseSpecText(text: string, file: string, bag: DiagnosticBag): P
       }
     }
   }
+  // Plain block YAML, as people write specs, takes a one-pass reader too; it steps aside (null) for
+  // anything outside the subset it is sure about, including every error, and the yaml package reads that.
+  const simple = readSimpleYaml(text, file);
+  if (simple) return { root: simple, file };
+  return parseWithYamlPackage(text, file, bag);
+}
+
+/**
+ * The general YAML path: the yaml package reads anything YAML 1.2 allows and reports every syntax error.
+ * readSimpleYaml() must give exactly this tree for whatever it accepts (its tests compare the two).
+ */
+export function parseWithYamlPackage(text: string, file: string, bag: DiagnosticBag): ParsedSpec {
+  const lines = new LineCounter();
+  const at = (offset: number): SourceLocation => {
+    const p = lines.linePos(Math.max(0, Math.min(offset, text.length)));
+    return { file, line: p.line, column: p.col };
+  };
   let doc: Document.Parsed;
   try {
     doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
