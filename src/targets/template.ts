@@ -10,6 +10,17 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 
 const hb = Handlebars.create();
+
+/**
+ * `{{joinLines list~}}`: every string of the list as a line. Equivalent to `{{#each list}}{{this}}`
+ * on lines of their own, but one string join instead of a template call per line: for the 100,000
+ * lines of 10,000 services that is a few milliseconds instead of a tenth of a second, and a flat
+ * string rather than a rope of 100,000 pieces to flatten later.
+ */
+hb.registerHelper('joinLines', (list: unknown) => {
+  if (!Array.isArray(list) || !list.every((x) => typeof x === 'string')) throw new Error('joinLines needs a list of strings');
+  return list.length ? `${list.join('\n')}\n` : '';
+});
 const cache = new Map<string, Handlebars.TemplateDelegate>();
 
 function packageRoot(): string {
