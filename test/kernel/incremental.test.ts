@@ -244,5 +244,23 @@ for (const flavor of FLAVORS) {
       const r = ids(await t.connect({ host: ADDR.v4.vip(CHANGED), port: 80, protocol: 'tcp', count: 3 }));
       expect([...r].sort()).toEqual(['b0', 'b1', 'b2']);
     }, 180_000);
+
+    if (flavor.loader === 'iptables-restore') {
+      it('a jump from PREROUTING removed behind lbc\'s back fails the partial load (its -C), and the full load puts it back', async () => {
+        const t = topo!;
+        await t.exec('lb', ['iptables', '-t', 'nat', '-D', 'PREROUTING', '-j', 'LBC-PREROUTING']);
+        const sent: Sent[] = [];
+        const log: string[] = [];
+        await flavor.target.apply!(compiled(true), await context(t, sent, log));
+        const l = loads(sent);
+        // The partial load was tried, refused by its own check, and followed by the full one.
+        expect(l[0].stdin).toMatch(/^-C PREROUTING -j LBC-PREROUTING$/m);
+        expect(l[0].stdin).not.toContain(':LBC-PREROUTING - [0:0]');
+        expect(log.join('\n')).toMatch(/loading the whole ruleset/);
+        expect((await t.exec('lb', ['iptables', '-t', 'nat', '-S', 'PREROUTING'])).stdout).toMatch(/^-A PREROUTING -j LBC-PREROUTING$/m);
+        const r = ids(await t.connect({ host: ADDR.v4.vip(CHANGED), port: 80, protocol: 'tcp', count: 3 }));
+        expect([...r].sort()).toEqual(['b1', 'b2', 'b3']);
+      }, 180_000);
+    }
   });
 }

@@ -366,6 +366,22 @@ describe('iptables: the partial restore', () => {
     expect(diff(ir(sticky('b', 2, 60)), ir(sticky('b', 2, 90))).plan).toBeNull();
   });
 
+  it('the restore checks the entry jumps with -C, in their tables, so a missing one fails the partial load', () => {
+    const x = ipt(ir(web('a', 1), web('b', 2)));
+    const y = ipt(ir(web('a', 1), web('b', 2, '10.1.0.99')));
+    const changes = iptChanges(x.rules, x.sets, y.rules, y.sets)!;
+    const plan = iptPlan(changes.old, changes.next, x.hash, [
+      ['nat', 'PREROUTING', 'LBC-PREROUTING'],
+      ['mangle', 'PREROUTING', 'LBC-PREROUTING'],
+    ])!;
+    const sections = plan.restore.trim().split('COMMIT\n').map((t) => t.split('\n').filter(Boolean));
+    expect(sections[0][0]).toBe('*nat');
+    expect(sections[0]).toContain('-C PREROUTING -j LBC-PREROUTING');
+    expect(sections[0].indexOf('-C PREROUTING -j LBC-PREROUTING')).toBeGreaterThan(sections[0].findIndex((l) => l.startsWith('-A LBC-')));
+    // A table with nothing but the check still gets its section.
+    expect(sections[1]).toEqual(['*mangle', '-C PREROUTING -j LBC-PREROUTING', 'COMMIT']);
+  });
+
   it('a mangle change goes after nat, where the marker is', () => {
     const h = (first: string): SvcInput => ({ ...web('h', 5, first), mode: 'hash' });
     const { plan } = diff(ir(h('10.1.0.10'), { ...h('10.1.0.10'), name: 'g', vip: '10.0.0.6', backends: [{ address: '10.1.0.1', port: 8080 }, { address: '10.1.0.2', port: 8080 }] }), ir(h('10.1.0.10'), { ...h('10.1.0.10'), name: 'g', vip: '10.0.0.6', backends: [{ address: '10.1.0.1', port: 8080 }, { address: '10.1.0.2', port: 8080 }, { address: '10.1.0.3', port: 8080 }] }));

@@ -125,7 +125,8 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   const stateFile = stateFilePath(ctx, flavor.target);
   const state = stateFile && !ctx.fullApply ? readTextState(stateFile, flavor.target) : null;
   const changes = state && state.texts.length === 2 && hasNat(rules.content) ? iptChanges(state.texts[0], state.texts[1] || null, texts[0], texts[1] || null) : null;
-  const plan = changes ? iptPlan(changes.old, changes.next, state!.marker) : null;
+  const jumps = entryChains(rules.content);
+  const plan = changes ? iptPlan(changes.old, changes.next, state!.marker, ENTRY_POINTS.filter(([t, , c]) => jumps.get(t)?.has(c))) : null;
   if (state && !plan) ctx.log(`${flavor.target}: this change needs the whole ruleset loaded`);
   const record = (marker: string) => ({ version: STATE_VERSION, target: flavor.target, marker, texts });
 
@@ -139,7 +140,7 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
     }
     if (present) {
       ctx.log(`${flavor.target}: the LBC- chains already hold this ruleset; nothing to load`);
-      await ensureJumps(flavor, entryChains(rules.content), ctx);
+      await ensureJumps(flavor, jumps, ctx);
       // The texts may differ in comments: record the new ones.
       if (!ctx.dryRun && state!.texts.some((t, i) => t !== texts[i])) await stageTextState(stateFile, record(plan.marker), ctx.log).commit();
       return;
@@ -163,7 +164,7 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
       ctx.log(`${flavor.target}: the LBC- chains are not what lbc loaded last, or the partial load failed (${why}); loading the whole ruleset`);
     }
     if (loaded) {
-      await ensureJumps(flavor, entryChains(rules.content), ctx);
+      // The restore itself checked the jumps from the built-in chains (-C).
       for (const name of plan.destroySets) await ctx.run(['ipset', 'destroy', name]);
       await staged.commit();
       return;

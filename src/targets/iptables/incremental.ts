@@ -259,9 +259,12 @@ const sameRules = (a: IptChain, b: IptChain) => a.rules.length === b.rules.lengt
  * whole texts), or null when only a full apply can make the change: a set's parameters changed (it
  * must be swapped, see apply.ts), or an entry chain (LBC-PREROUTING / LBC-OUTPUT of nat or mangle)
  * appears or disappears, which means adding or removing the jumps from the built-in chains.
- * `marker` is the one the kernel holds now; the plan names the next.
+ * `marker` is the one the kernel holds now; the plan names the next. `jumps` are the entry jumps
+ * (table, built-in chain, LBC chain) the new rules need: the restore checks each with -C, which fails
+ * the load — and so sends apply to the full one, which restores them — when one is missing. This
+ * makes the check part of the load instead of a separate command.
  */
-export function iptPlan(old: IptModel, next: IptModel, marker: string): IptPlan | null {
+export function iptPlan(old: IptModel, next: IptModel, marker: string, jumps: ReadonlyArray<readonly [string, string, string]> = []): IptPlan | null {
   for (const [t, , c] of ENTRY_POINTS) if (hasChain(next, t, c) !== hasChain(old, t, c)) return null;
   const creates: string[] = [];
   for (const [name, line] of next.sets) {
@@ -274,7 +277,7 @@ export function iptPlan(old: IptModel, next: IptModel, marker: string): IptPlan 
   const plan: IptPlan = { restore: '', createSets: creates.length ? creates.join('\n') + '\n' : null, destroySets, chains: [], empty: false, marker };
   const sections: Array<{ table: string; lines: string[] }> = [];
   // nat first: it holds the marker, and iptables-restore commits table by table.
-  const names = [...new Set(['nat', ...next.tables.keys(), ...old.tables.keys()])].sort((a, b) => (a === 'nat' ? -1 : b === 'nat' ? 1 : a < b ? -1 : 1));
+  const names = [...new Set(['nat', ...next.tables.keys(), ...old.tables.keys(), ...jumps.map(([t]) => t)])].sort((a, b) => (a === 'nat' ? -1 : b === 'nat' ? 1 : a < b ? -1 : 1));
   for (const t of names) {
     const now = next.tables.get(t) ?? new Map<string, IptChain>();
     const was = old.tables.get(t) ?? new Map<string, IptChain>();
@@ -295,7 +298,8 @@ export function iptPlan(old: IptModel, next: IptModel, marker: string): IptPlan 
       drop.push(`-X ${chain}`);
       plan.chains.push(`${t} ${chain}`);
     }
-    if (t === 'nat' || decl.length) sections.push({ table: t, lines: [...decl, ...rules, ...drop] });
+    const checks = jumps.filter(([table]) => table === t).map(([, builtin, chain]) => `-C ${builtin} -j ${chain}`);
+    if (t === 'nat' || decl.length || checks.length) sections.push({ table: t, lines: [...decl, ...rules, ...drop, ...checks] });
   }
   plan.empty = plan.chains.length === 0 && !plan.createSets && destroySets.length === 0;
   if (!plan.empty) plan.marker = nextMarker(marker, [plan.createSets ?? '', ...destroySets, ...sections.flatMap((x) => [x.table, ...x.lines])].join('\n'));
