@@ -3,9 +3,12 @@
  * goes through here or is validated to a safe alphabet in ir/validate.ts.
  */
 
+const NOT_PRINTABLE = /[^\x20-\x7e]/;
+
 /** A comment body that cannot end the comment or start a new line: control characters and non-ASCII become '?'. */
 export function commentText(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '?');
+  // Most comments are plain already: testing is cheaper than building the same string again.
+  return NOT_PRINTABLE.test(s) ? s.replace(/[^\x20-\x7e]/g, '?') : s;
 }
 
 /** Fixed header lines (without comment markers) naming lbc and the source; no timestamps, so output is reproducible. */
