@@ -159,12 +159,6 @@ export function v6FromBigInt(n: bigint): string {
   return v6Text(groups);
 }
 
-/** Whether two prefixes of one family overlap (one contains the other). */
-export function prefixesOverlap(a: Prefix, b: Prefix, family: Family): boolean {
-  const len = Math.min(a.prefixLength, b.prefixLength);
-  return bitsOf(a.address, family).slice(0, len) === bitsOf(b.address, family).slice(0, len);
-}
-
 export function bitsOf(address: string, family: Family): string {
   if (family === 'ipv4') return v4ToInt(address).toString(2).padStart(32, '0');
   return v6ToBigInt(address).toString(2).padStart(128, '0');

@@ -6,7 +6,7 @@
  */
 
 /** Length of the longest common prefix of a and b (suffix, with `fromEnd`). */
-export function commonLength(a: string, b: string, fromEnd: boolean): number {
+function commonLength(a: string, b: string, fromEnd: boolean): number {
   const max = Math.min(a.length, b.length);
   const piece = (s: string, i: number, n: number) => (fromEnd ? s.slice(s.length - i - n, s.length - i) : s.slice(i, i + n));
   let i = 0;
