@@ -1,13 +1,17 @@
 // The diffing behind incremental apply: emitted files read back into objects, and the partial
 // transactions (nft -f batch, iptables-restore --noflush input) computed from a recorded state.
 import fc from 'fast-check';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { IR } from '../../src/ir/types.js';
 import { compileForTarget, type TargetDefinition } from '../../src/targets/target.js';
 import { nftablesTarget } from '../../src/targets/nftables/index.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
 import { markerChain as nftMarker, nftChanges, nftPlan, parseNftRuleset, planFromState } from '../../src/targets/nftables/incremental.js';
-import { fullMarker, STATE_VERSION } from '../../src/targets/applied-state.js';
+import { fullMarker, readTextState, stageTextState, STATE_VERSION } from '../../src/targets/applied-state.js';
+import { differingLines } from '../../src/targets/text-diff.js';
 import { iptChanges, iptPlan, markerChain as iptMarker, parseIptables } from '../../src/targets/iptables/incremental.js';
 import { withMarker } from '../../src/targets/iptables/apply.js';
 import { ir, type SvcInput } from './iptables-ir.js';
@@ -46,6 +50,49 @@ const statements = (script: string) =>
     .trim()
     .split('\n')
     .map((l) => l.replace(/^((?:add|delete|flush) (?:chain|rule|set|map|element)) inet lbc (\S+).*$/, '$1 $2'));
+
+describe('the differing lines of two texts', () => {
+  it('are whole lines, with equal text before and after them, for any pair of texts', () => {
+    const line = fc.constantFrom('a', 'b', 'ab', '', 'x'.repeat(5000), 'a\u00e9');
+    const text = fc.tuple(fc.array(line, { maxLength: 30 }), fc.boolean()).map(([ls, nl]) => ls.join('\n') + (nl ? '\n' : ''));
+    fc.assert(
+      fc.property(text, text, (a, b) => {
+        const { head, tail } = differingLines(a, b);
+        expect(a.slice(0, head)).toBe(b.slice(0, head));
+        expect(a.slice(a.length - tail)).toBe(b.slice(b.length - tail));
+        expect(head + tail).toBeLessThanOrEqual(Math.min(a.length, b.length));
+        for (const s of [a, b]) {
+          expect(head === 0 || s[head - 1] === '\n').toBe(true);
+          expect(tail === 0 || s[s.length - tail - 1] === '\n').toBe(true);
+        }
+        // Equal texts: nothing is left between the equal start and end.
+        if (a === b) expect(head + tail).toBe(a.length);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('the state file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lbc-state-'));
+  it('gives back the texts it was given, ASCII or not, and nothing for a file it did not write', async () => {
+    try {
+      const file = join(dir, 'x.state');
+      for (const texts of [['rules\n', ''], ['caf\u00e9 \u2603\n', 'sets\n'], ['']]) {
+        await stageTextState(file, { version: STATE_VERSION, target: 'x', marker: 'c'.repeat(64), texts }, () => {}).commit();
+        expect(readTextState(file, 'x')).toEqual({ version: STATE_VERSION, target: 'x', marker: 'c'.repeat(64), texts });
+        expect(readTextState(file, 'y')).toBeNull();
+      }
+      writeFileSync(file, '{"version":2,"target":"x","marker":"' + 'c'.repeat(64) + '","lengths":[5],"ascii":true}\nabc');
+      expect(readTextState(file, 'x')).toBeNull();
+      writeFileSync(file, 'garbage');
+      expect(readTextState(file, 'x')).toBeNull();
+      expect(readTextState(join(dir, 'none.state'), 'x')).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('nftables: reading the emitted ruleset', () => {
   it('finds every set, map (with its elements) and chain the emitter writes', () => {
