@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { Address6 } from 'ip-address';
 import { describe, expect, it } from 'vitest';
-import { parseAddress, v6FromBigInt, v6Groups, v6Text, v6ToBigInt } from '../../src/ir/address.js';
+import { intToV4, parseAddress, v4ToInt, v6FromBigInt, v6Groups, v6Text, v6ToBigInt } from '../../src/ir/address.js';
 
 /** Random ways to write the same eight groups: case, leading zeros, and "::" over any run of zero groups. */
 const written = fc
@@ -56,5 +56,18 @@ describe('IPv6 reading', () => {
     expect(parseAddress('::ffff:10.0.0.1', false)).toMatchObject({ ok: false, message: expect.stringMatching(/embedded IPv6/) });
     expect(parseAddress('2001:db8::/32', true)).toMatchObject({ ok: true, prefix: { address: '2001:db8::', prefixLength: 32 } });
     expect(parseAddress('2001:db8::1/64', true)).toMatchObject({ ok: false, hint: 'the network is 2001:db8::/64' });
+  });
+});
+
+describe('IPv4 as integers', () => {
+  it('reads a dotted quad as its 32-bit value and writes it back', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }), (o) => {
+        const text = o.join('.');
+        expect(v4ToInt(text)).toBe(((o[0] * 256 + o[1]) * 256 + o[2]) * 256 + o[3]);
+        expect(intToV4(v4ToInt(text))).toBe(text);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
