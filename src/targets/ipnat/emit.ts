@@ -82,7 +82,6 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
     const turns = reducedWeights(prim.map((b) => b.weight));
     const order = prim.length === 1 ? [0] : smoothOrder(turns);
     const rotate = prim.length > 1 || svc.sticky !== null;
-    if (prim.length > 1) notes.push('rules with the same left side and round-robin take turns, in this order');
     if (turns.some((t) => t > 1)) notes.push('a backend with w turns has w rules; repeats differ only by a tag');
     const seen = new Map<string, number>();
     for (const i of order) {
@@ -121,7 +120,7 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
   const title = commentText(`service ${svc.name}: ${vip.address}/${vip.prefixLength} port ${svc.port}/${proto} on ${iface}`);
   return {
     nat: { title, notes: notes.map(commentText), rules },
-    filter: { title, notes: ['lets the redirected connections in (the filter sees the translated destination)'], rules: pass },
+    filter: { title, notes: [], rules: pass },
   };
 }
 
@@ -134,11 +133,22 @@ export function emitIpnat(ir: IR): OutputFile[] {
   const blocks = ir.services.map(serviceBlocks);
   const header = headerLines('ipnat', ir.file);
   const nat = renderTemplate('ipnat', 'ipnat.rules', {
-    header: [...header, 'IPFilter NAT rules (ipnat.conf(5)); load with: ipnat -f ipnat.rules', 'The filter rules these redirections need are in ipf.rules.'],
+    header: [
+      ...header,
+      'IPFilter NAT rules (ipnat.conf(5)); load with: ipnat -f ipnat.rules',
+      'The filter rules these redirections need are in ipf.rules.',
+      // Said once here rather than under each of thousands of services.
+      'Rules with the same left side and round-robin take turns, in the order written.',
+    ],
     services: blocks.map((b) => b.nat),
   });
   const filter = renderTemplate('ipnat', 'ipf.rules', {
-    header: [...header, 'IPFilter filter rules (ipf.conf(5)) for the redirections in ipnat.rules; load with: ipf -f ipf.rules', 'They are quick pass rules: put them before any rule that would block this traffic.'],
+    header: [
+      ...header,
+      'IPFilter filter rules (ipf.conf(5)) for the redirections in ipnat.rules; load with: ipf -f ipf.rules',
+      'They are quick pass rules: put them before any rule that would block this traffic.',
+      "Each service's rules let its redirected connections in: the filter sees the translated destination.",
+    ],
     services: blocks.map((b) => b.filter),
   });
   return [
