@@ -96,10 +96,8 @@ function expectNoFlush(calls: Call[]): void {
   }
 }
 
-const conf = (target: TargetDefinition, ir: IR) => compileForTarget(target, ir).files[0].content;
-
-describe('pf agent driver', () => {
-  const ir = spec(`  - name: web
+/** One sticky, health-checked service with two primaries and a backup: what both drivers are driven with. */
+const WEB = spec(`  - name: web
     vip: 203.0.113.10
     port: 80
     interface: em0
@@ -110,6 +108,11 @@ describe('pf agent driver', () => {
       - { address: 10.0.0.2, port: 8080 }
       - { address: 10.0.0.9, port: 8080, backup: true }
 `);
+
+const conf = (target: TargetDefinition, ir: IR) => compileForTarget(target, ir).files[0].content;
+
+describe('pf agent driver', () => {
+  const ir = WEB;
 
   it('loads the anchor, then rewrites only the table and kills the source nodes of backends that left it', async () => {
     const checks = new Checks();
@@ -229,17 +232,7 @@ describe('pf agent driver', () => {
 });
 
 describe('ipnat agent driver', () => {
-  const ir = spec(`  - name: web
-    vip: 203.0.113.10
-    port: 80
-    interface: em0
-    sticky: 10m
-    health: { check: tcp }
-    backends:
-      - { address: 10.0.0.1, port: 8080 }
-      - { address: 10.0.0.2, port: 8080 }
-      - { address: 10.0.0.9, port: 8080, backup: true }
-`);
+  const ir = WEB;
   const R1 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.1 port 8080 tcp round-robin sticky';
   const R2 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.2 port 8080 tcp round-robin sticky';
   const R9 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.9 port 8080 tcp round-robin sticky';
