@@ -67,7 +67,7 @@ export function parseAddress(text: string, allowPrefix: boolean): AddressResult 
   if (len > 128) return { ok: false, message: `prefix length /${len} is longer than 128 bits` };
   const canonical = v6Text(groups);
   if (len < 128) {
-    const net = v6FromBigInt(v6ToBigInt(canonical) & ~((1n << BigInt(128 - len)) - 1n));
+    const net = v6FromBigInt(groupsToBigInt(groups) & ~((1n << BigInt(128 - len)) - 1n));
     if (net !== canonical) return { ok: false, message: `"${s}" has host bits set`, hint: `the network is ${net}/${len}` };
   }
   return { ok: true, family: 'ipv6', prefix: { address: canonical, prefixLength: len, isHost: len === 128 } };
@@ -159,7 +159,11 @@ export function v6Text(groups: readonly number[]): string {
 export function v6ToBigInt(text: string): bigint {
   const groups = v6Groups(text);
   if (!groups) throw new Error(`not an IPv6 address: ${text}`);
-  // Two 64-bit halves from exact doubles (4 groups = 64 bits do not fit; 2 groups = 32 bits do).
+  return groupsToBigInt(groups);
+}
+
+function groupsToBigInt(groups: readonly number[]): bigint {
+  // 32 bits (two groups) at a time: exact as a double, where four groups (64 bits) would not be.
   let n = 0n;
   for (let i = 0; i < 8; i += 2) n = (n << 32n) | BigInt(groups[i] * 65536 + groups[i + 1]);
   return n;

@@ -13,7 +13,7 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, OutputFile } from '../target.js';
 import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
 import { ENTRY_POINTS, type Flavor } from './emit.js';
-import { iptChanges, iptPlan, markerChain, MARKER_PREFIX, tableStart } from './incremental.js';
+import { iptChanges, iptPlan, markerChain, MARKER_PREFIX, tableSection, tableStart } from './incremental.js';
 import { appendAll } from '../arrays.js';
 
 function fail(message: string): never {
@@ -41,12 +41,10 @@ export function lbcChains(text: string): Map<string, Set<string>> {
  */
 function entryChains(rules: string): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
+  const declarations = new Map<string, string | undefined>();
   for (const [table, , chain] of ENTRY_POINTS) {
-    const start = tableStart(rules, table);
-    if (start < 0) continue;
-    const ends = [rules.indexOf('\n-A ', start), rules.indexOf('\nCOMM', start)].filter((i) => i >= 0);
-    const declarations = rules.slice(start, ends.length ? Math.min(...ends) + 1 : rules.length);
-    if (declarations.includes(`\n:${chain} - [0:0]\n`)) out.set(table, (out.get(table) ?? new Set()).add(chain));
+    if (!declarations.has(table)) declarations.set(table, tableSection(rules, table)?.declarations);
+    if (declarations.get(table)?.includes(`\n:${chain} - [0:0]\n`)) out.set(table, (out.get(table) ?? new Set()).add(chain));
   }
   return out;
 }
@@ -124,7 +122,8 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   const texts = [rules.content, setsFile?.content ?? ''];
   const stateFile = stateFilePath(ctx, flavor.target);
   const state = stateFile && !ctx.fullApply ? readTextState(stateFile, flavor.target) : null;
-  const changes = state && state.texts.length === 2 && hasNat(rules.content) ? iptChanges(state.texts[0], state.texts[1] || null, texts[0], texts[1] || null) : null;
+  const natTable = tableStart(rules.content, 'nat') >= 0;
+  const changes = state && state.texts.length === 2 && natTable ? iptChanges(state.texts[0], state.texts[1] || null, texts[0], texts[1] || null) : null;
   const jumps = entryChains(rules.content);
   const plan = changes ? iptPlan(changes.old, changes.next, state!.marker, ENTRY_POINTS.filter(([t, , c]) => jumps.get(t)?.has(c))) : null;
   if (state && !plan) ctx.log(`${flavor.target}: this change needs the whole ruleset loaded`);
@@ -172,12 +171,10 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   }
 
   // A marker only for files a later partial load could follow (a nat table to hold it).
-  const marker = stateFile && hasNat(rules.content) ? fullMarker(texts) : null;
+  const marker = stateFile && natTable ? fullMarker(texts) : null;
   await fullApply(flavor, marker ? withMarker(rules.content, markerChain(marker)) : rules.content, setsFile, ctx);
   if (marker && mayRecord && !ctx.dryRun) await stageTextState(stateFile, record(marker), ctx.log).commit();
 }
-
-const hasNat = (rules: string) => tableStart(rules, 'nat') >= 0;
 
 /** The rules with the (empty) marker chain declared in the nat table, where apply looks for it. */
 export function withMarker(rules: string, marker: string): string {

@@ -113,7 +113,7 @@ export function iptChanges(beforeRules: string, beforeSets: string | null, after
   if (!found) return wholeChanges(beforeRules, beforeSets, afterRules, afterSets);
   const { table, chains, head } = found;
   for (const [text, model] of [[beforeRules, old], [afterRules, next]] as const) {
-    const section = tableSection(text, head, table);
+    const section = tableSection(text, table, head);
     if (!section) return null;
     const found: Array<[string, IptChain & { at: number }]> = [];
     for (const chain of chains) {
@@ -172,13 +172,15 @@ function changedChains(before: string, after: string): { table: string; chains: 
 }
 
 /**
- * The table section holding position `at`: where its "*table" line starts, where its declarations
- * end (the emitter writes every ":chain" line before the first rule), and where its COMMIT line is.
+ * The section of `table`: where its "*table" line starts, where its declarations end (the emitter
+ * writes every ":chain" line before the first rule), and where its COMMIT line is; with `at`, null
+ * unless the section holds that position (searching for COMMIT from there, not from the start).
  * Table names are unique in a file, so the first "*table" line is the one.
  */
-function tableSection(text: string, at: number, table: string): Section | null {
+export function tableSection(text: string, table: string, at?: number): Section | null {
   const start = tableStart(text, table);
   if (start < 0) return null;
+  at ??= start;
   // "\nCOMM" rather than "\nCOMMIT\n": a search pattern ending in a frequent character (a newline)
   // skips ahead slowly; this one is several times faster over megabytes.
   let end = text.indexOf('\nCOMM', Math.max(start, at - 1));
@@ -199,7 +201,7 @@ export function tableStart(text: string, table: string): number {
   return -1;
 }
 
-interface Section {
+export interface Section {
   start: number;
   declEnd: number;
   end: number;
