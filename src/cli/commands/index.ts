@@ -1,0 +1,15 @@
+/** Every command of the CLI, in the order `lbc --help` lists them; a new command is one import and one entry. */
+import type { CliCommand } from '../command.js';
+import { agentCommand } from './agent.js';
+import { applyCommand } from './apply.js';
+import { checkCommand } from './check.js';
+import { compileCommand } from './compile.js';
+import { matrixCommand } from './matrix.js';
+
+export const COMMANDS: readonly CliCommand[] = [
+  compileCommand,
+  applyCommand,
+  checkCommand,
+  agentCommand,
+  matrixCommand,
+];
