@@ -1,5 +1,6 @@
 /** `lbc agent SPEC --target T`: health-check the backends and keep the live ruleset in step. */
 import type { CliCommand } from '../command.js';
+import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { loadIR } from './common.js';
 
@@ -15,6 +16,6 @@ export const agentCommand: CliCommand = {
     const def = resolveTarget(args.target);
     const ir = loadIR(args, out);
     const { runAgent } = await import('../../agent/index.js');
-    return runAgent(ir, def, { log: (l) => out.errLine(l), dryRun: Boolean(args['dry-run']) });
+    return runAgent(ir, def, { log: (l) => out.errLine(l), dryRun: Boolean(args['dry-run']), specPath: specPathOf(specArg(args)) });
   },
 };

@@ -4,6 +4,7 @@ import { hostContext } from '../../host/exec.js';
 import type { CliCommand } from '../command.js';
 import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
+import { summarize } from '../../targets/lifecycle.js';
 import { compileReported, loadIR } from './common.js';
 
 export const applyCommand: CliCommand = {
@@ -21,8 +22,10 @@ export const applyCommand: CliCommand = {
       throw new LbcError([{ code: 'LBC4004', severity: 'error', message: `target ${def.name} cannot be applied on this host`, notes: ['compile it with -o and load the files on the host they are for'] }]);
     }
     const ir = loadIR(args, out);
-    const { files } = compileReported(ir, def, { specPath: specPathOf(specArg(args)) }, out);
-    await def.apply(files, { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l) }), fullApply: Boolean(args.full) });
+    const spec = specPathOf(specArg(args));
+    const { files } = compileReported(ir, def, { specPath: spec }, out);
+    const meta = summarize({ ...ir, services: ir.services.filter((s) => def.families.includes(s.family)) }, spec);
+    await def.apply(files, { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l) }), fullApply: Boolean(args.full), meta });
     return 0;
   },
 };
