@@ -7,6 +7,7 @@ import { compileCommand } from './compile.js';
 import { matrixCommand } from './matrix.js';
 import { planCommand } from './plan.js';
 import { removeCommand } from './remove.js';
+import { schemaCommand } from './schema.js';
 import { statusCommand } from './status.js';
 
 export const COMMANDS: readonly CliCommand[] = [
@@ -18,4 +19,5 @@ export const COMMANDS: readonly CliCommand[] = [
   checkCommand,
   agentCommand,
   matrixCommand,
+  schemaCommand,
 ];
