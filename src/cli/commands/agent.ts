@@ -1,5 +1,6 @@
 /** `lbc agent SPEC --target T`: health-check the backends and keep the live ruleset in step. */
 import type { CliCommand } from '../command.js';
+import { withSpec } from '../command.js';
 import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { loadIR } from './common.js';
@@ -8,8 +9,7 @@ export const agentCommand: CliCommand = {
   usage: 'agent <spec>',
   describe: 'health-check the backends and keep the live ruleset in step (runs in the foreground until SIGTERM)',
   options: (y) =>
-    y
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    withSpec(y)
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target the agent keeps loaded' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'run the checks but print the commands instead of running them' }),
   async run(args, out) {

@@ -2,6 +2,7 @@
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
 import type { CliCommand } from '../command.js';
+import { withSpec } from '../command.js';
 import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { summarize } from '../../targets/lifecycle.js';
@@ -11,8 +12,7 @@ export const applyCommand: CliCommand = {
   usage: 'apply <spec>',
   describe: 'load the configuration on this host, atomically and idempotently',
   options: (y) =>
-    y
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    withSpec(y)
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to load (iptables, ip6tables, nftables, pf, pf-openbsd, ipnat)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
       .option('full', { type: 'boolean', default: false, describe: 'load the whole ruleset even when lbc knows only part of it changed' }),

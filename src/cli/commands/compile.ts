@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
 import type { CliCommand } from '../command.js';
+import { withSpec } from '../command.js';
 import { specArg, specPathOf, UsageError } from '../command.js';
 import { joinForStdout, plannedOutputs, writeOutputs } from '../io.js';
 import { resolveTarget } from '../targets.js';
@@ -19,8 +20,7 @@ export const compileCommand: CliCommand = {
   usage: 'compile <spec>',
   describe: 'print (or write with -o) the configuration for one target; SPEC "-" reads standard input',
   options: (y) =>
-    y
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    withSpec(y)
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to compile for (lbc matrix lists them)' })
       .option('output', { alias: 'o', type: 'string', describe: 'write to PATH instead of standard output (a directory when the target emits several files; - is standard output)' })
       .option('check', { type: 'boolean', default: false, describe: 'with -o: write nothing; exit 0 when PATH holds exactly what would be written, else 1 with a unified diff' })

@@ -6,6 +6,7 @@
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
 import type { CliCommand } from '../command.js';
+import { withSpec } from '../command.js';
 import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { compileReported, loadIR } from './common.js';
@@ -14,8 +15,7 @@ export const planCommand: CliCommand = {
   usage: 'plan <spec>',
   describe: 'show what apply would change on this host (a diff against the live ruleset), without changing anything',
   options: (y) =>
-    y
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    withSpec(y)
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target apply would load' })
       .option('full', { type: 'boolean', default: false, describe: 'plan a full load, as apply --full' })
       .option('exit-code', { type: 'boolean', default: false, describe: 'exit 1 when applying would change something' }),
