@@ -1,7 +1,5 @@
 /** `lbc agent SPEC --target T`: health-check the backends and keep the live ruleset in step. */
-import type { CliCommand } from '../command.js';
-import { withSpec } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { loadIR } from './common.js';
 

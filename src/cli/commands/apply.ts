@@ -1,9 +1,7 @@
 /** `lbc apply SPEC --target T`: load the configuration on this host, atomically and idempotently. */
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
-import type { CliCommand } from '../command.js';
-import { withSpec } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { summarize } from '../../targets/lifecycle.js';
 import { compileReported, loadIR } from './common.js';

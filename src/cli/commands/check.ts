@@ -6,9 +6,7 @@
 import { LbcError, type Diagnostic } from '../../diagnostics/diagnostic.js';
 import { compileForTarget, type TargetDefinition } from '../../targets/target.js';
 import { targetNames } from '../../targets/registry.js';
-import type { CliCommand } from '../command.js';
-import { withSpec } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { describeService } from '../describe.js';
 import { diagnosticJson } from '../report.js';
 import { resolveTarget } from '../targets.js';

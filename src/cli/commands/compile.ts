@@ -1,9 +1,7 @@
 /** `lbc compile SPEC --target T [-o PATH] [--check]`: print or write a target's configuration. */
 import { readFileSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
-import type { CliCommand } from '../command.js';
-import { withSpec } from '../command.js';
-import { specArg, specPathOf, UsageError } from '../command.js';
+import { type CliCommand, specArg, specPathOf, UsageError, withSpec } from '../command.js';
 import { joinForStdout, plannedOutputs, writeOutputs } from '../io.js';
 import { resolveTarget } from '../targets.js';
 import { compileReported, loadIR } from './common.js';

@@ -5,9 +5,7 @@
  */
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
-import type { CliCommand } from '../command.js';
-import { withSpec } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { compileReported, loadIR } from './common.js';
 
