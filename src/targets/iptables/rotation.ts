@@ -57,7 +57,7 @@ export const MAX_PEEL = 8;
 /** What a chain costs in the search, in rules (each is an object the --noflush loader must create). */
 export const CHAIN_COST = 16;
 /** Candidates followed further per level (root, first child); the last level is searched in full. */
-const BEAM = [8, 8];
+const BEAM = [4, 4];
 /**
  * Most rules one service's rotation may have. Not an exactness limit (every weight sum has an exact
  * plan) but a cost one: only hundreds of backends with weights that share no structure come near it.
@@ -177,13 +177,13 @@ function plan(d: readonly number[], depth: number): Node {
   const total = sum(d);
   if (nonZero(d) === 1) return { kind: 'single', cost: 1, backend: d.findIndex((v) => v > 0) };
   let best: Node = { kind: 'plain', cost: total, demand: [...d] };
-  if (total <= PLAIN_MAX && depth === 0) return best;
-  if (depth > MAX_DEPTH || total <= 8) return best;
+  // The deepest level is a plain cascade; small sums are cheapest plain anyway.
+  if ((total <= PLAIN_MAX && depth === 0) || depth === MAX_DEPTH || total <= 8) return best;
   const candidates: Candidate[] = [];
   for (let p = 0; p <= MAX_PEEL && p < total - 1; p++) {
     for (const x of divisors(total - p)) {
       const c = candidate(total, d, p, x);
-      if (c && (c.childEntries === 0 || depth < MAX_DEPTH)) candidates.push(c);
+      if (c) candidates.push(c);
     }
   }
   candidates.sort((a, b) => a.estimate - b.estimate || a.own - b.own || b.take - a.take);
