@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MAX_DEPTH, PLAIN_MAX, rotationPlan, rotationRuleCount, type RotationPlan } from '../../src/targets/iptables/rotation.js';
+import { MAX_DEPTH, PLAIN_MAX, rotationPlan, type RotationPlan } from '../../src/targets/iptables/rotation.js';
 import { expandSlots, nthEvery, reduceWeights } from '../../src/targets/iptables/slots.js';
 import { compileForTarget } from '../../src/targets/target.js';
 import { iptablesTarget } from '../../src/targets/iptables/index.js';
@@ -10,20 +10,12 @@ import { NatSim } from './iptables-sim.js';
 
 /** The plan's rules run as xt_statistic runs them: a counter per rule, moved by every packet that reaches it. */
 function simulatePlan(plan: RotationPlan, connections: number): number[] {
-  const counters = plan.chains.map((c) => c.map(() => 0));
+  const counters = plan.rules.map(() => 0);
   const out: number[] = [];
   for (let n = 0; n < connections; n++) {
-    let chain = 0;
-    let chosen: number | null = null;
-    while (chosen === null) {
-      const rules = plan.chains[chain];
-      const k = rules.findIndex((r, i) => r.every === null || counters[chain][i]++ % r.every === 0);
-      if (k < 0) throw new Error(`connection ${n} fell off chain ${chain}`);
-      const t = rules[k].target;
-      if ('chain' in t) chain = t.chain;
-      else chosen = t.backend;
-    }
-    out.push(chosen);
+    const k = plan.rules.findIndex((r, i) => r.every === null || counters[i]++ % r.every === 0);
+    if (k < 0) throw new Error(`connection ${n} fell off the end`);
+    out.push(plan.rules[k].backend);
   }
   return out;
 }
@@ -56,31 +48,30 @@ describe('composed nth rotation (rotation.ts)', () => {
       const plan = rotationPlan(weights);
       const slots = expandSlots(weights);
       expect(slots.length).toBeLessThanOrEqual(PLAIN_MAX);
-      expect(plan.chains).toHaveLength(1);
       const every = nthEvery(slots.length);
-      expect(plan.chains[0]).toEqual(slots.map((b, k) => ({ every: k < every.length ? every[k] : null, target: { backend: b } })));
+      expect(plan.rules).toEqual(slots.map((b, k) => ({ every: k < every.length ? every[k] : null, backend: b })));
     }
   });
 
-  it('needs far fewer rules than slots past PLAIN_MAX, in at most MAX_DEPTH lower chains', () => {
+  it('needs far fewer rules than slots past PLAIN_MAX, all in the service chain', () => {
     const cases: [number[], number][] = [
-      [[100, 7, 3], 21],
-      [[300, 7, 3], 20],
+      [[100, 7, 3], 12],
+      [[300, 7, 3], 16],
       [[999, 1], 3],
-      [[598, 300, 543, 988, 673, 530, 870, 916], 130],
-      [[1000, 999, 998, 997, 13, 11, 7, 5, 3, 2], 200],
+      [[598, 300, 543, 988, 673, 530, 870, 916], 90],
+      [[1000, 999, 998, 997, 13, 11, 7, 5, 3, 2], 150],
     ];
     for (const [weights, bound] of cases) {
       const plan = rotationPlan(weights);
-      expect(plan.chains.length).toBeLessThanOrEqual(1 + MAX_DEPTH);
-      expect(rotationRuleCount(plan)).toBeLessThan(bound);
-      expect(rotationRuleCount(plan)).toBeLessThan(plan.period);
+      expect(plan.depth).toBeLessThanOrEqual(MAX_DEPTH);
+      expect(plan.rules.length).toBeLessThan(bound);
+      expect(plan.rules.length).toBeLessThan(plan.period);
       expectExactWindows(weights, simulatePlan(plan, 2 * plan.period));
-      // Every --every value is one the kernel takes (libxt_statistic: --packet 0 < --every).
-      for (const r of plan.chains.flat()) expect(r.every === null || r.every >= 2).toBe(true);
+      // Every --every value is one the kernel takes (libxt_statistic: --packet 0 < --every), and only the last rule has none.
+      plan.rules.forEach((r, i) => expect(r.every === null ? i === plan.rules.length - 1 : r.every >= 2).toBe(true));
     }
     // [999, 1]: the one connection for the small backend is peeled off, the rest needs one rule.
-    expect(rotationPlan([999, 1]).chains).toEqual([[{ every: 1000, target: { backend: 1 } }, { every: null, target: { backend: 0 } }]]);
+    expect(rotationPlan([999, 1]).rules).toEqual([{ every: 1000, backend: 1 }, { every: null, backend: 0 }]);
   });
 
   it('is deterministic and depends only on the weights divided by their gcd', () => {
@@ -88,19 +79,20 @@ describe('composed nth rotation (rotation.ts)', () => {
     expect(JSON.stringify(rotationPlan([271, 5, 3]))).toBe(JSON.stringify(rotationPlan([271, 5, 3])));
   });
 
-  it('the emitted rules (service chain and LBC-R- chains) are exact in a simulation of their counters', () => {
+  it('the emitted rules are exact in a simulation of their counters', () => {
     const weights = [598, 300, 543, 988];
     const backends = weights.map((weight, i) => ({ address: `10.0.0.${i + 1}`, port: 8080, weight }));
     const out = compileForTarget(iptablesTarget, ir({ name: 'big', vip: '192.0.2.1', port: 80, backends })).files[0].content;
-    expect(out).toMatch(/^:LBC-R-big-1 - \[0:0\]$/m);
-    expect(out).toMatch(/rotation of \d+ in \d levels/);
-    const sim = new NatSim(out);
     const W = rotationPlan(weights).period;
+    expect(out).toContain(`exact rotation over ${W} connections in ${rotationPlan(weights).rules.length} rules`);
+    // No chain besides the dispatch and the service's own.
+    expect([...out.matchAll(/^:(\S+)/gm)].map((m) => m[1])).toEqual(['LBC-PREROUTING', 'LBC-S-big']);
+    const sim = new NatSim(out);
     const chosen = Array.from({ length: 2 * W }, () => sim.connect('192.0.2.1', 'tcp', 80));
     expectExactWindows(weights, chosen, (i) => `10.0.0.${i + 1}:8080`);
   });
 
-  it('inline services of a dispatch tree keep exact rotations with lower chains, connections interleaved', () => {
+  it('inline services of a dispatch tree keep exact composed rotations, connections interleaved', () => {
     const vip = (i: number) => `10.96.${(i >> 8) & 255}.${i & 255}`;
     const specs: SvcInput[] = Array.from({ length: FLAT_MAX + 40 }, (_, i) => ({
       name: `s${i}`,
@@ -109,9 +101,9 @@ describe('composed nth rotation (rotation.ts)', () => {
       backends: [0, 1, 2].map((j) => ({ address: `10.64.${i}.${j + 1}`, port: 8080, weight: i % 3 === 0 ? [700, 255, 33][j] : 1 + j })),
     }));
     const out = compileForTarget(iptablesTarget, ir(...specs)).files[0].content;
-    // The big-weight services have no service chain (they are inline) but lower rotation chains.
-    expect(out).not.toMatch(/^:LBC-S-s0 /m);
-    expect(out).toMatch(/^:LBC-R-s0-1 /m);
+    // The big-weight services have no chain of their own: their composed rotation sits in their leaf.
+    expect(out).not.toMatch(/^:LBC-S-/m);
+    expect(out).toMatch(/^# service s0: .*exact rotation over 988 connections/m);
     const sim = new NatSim(out);
     const picked = [0, 3, 6, 7, 9, 10];
     const seen = new Map<number, (string | null)[]>(picked.map((i) => [i, []]));

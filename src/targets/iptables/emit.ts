@@ -11,8 +11,6 @@
  *                          else (single-address vip, not sticky, not local) has no chain: its cascade sits
  *                          in its tree leaf, every rule carrying the service's whole match, because each
  *                          chain costs the --noflush loader far more than a rule (tree.ts)
- *   nat    LBC-R-<name>-<k> only for mode nth with a large weight sum: the lower levels of the composed
- *                          rotation (rotation.ts), reached only from the service's own rules
  *   nat    LBC-B-<name>-<i> only for sticky services: record the client in the backend's ipset, then DNAT
  *   mangle LBC-PREROUTING / LBC-OUTPUT  only for mode hash: HMARK on the first packet of a connection
  * The built-in chains' jumps into LBC-PREROUTING / LBC-OUTPUT are added by apply(), not by this file.
@@ -62,10 +60,6 @@ const HMARK_TUPLE: Record<HashField, string> = { saddr: 'src', daddr: 'dst', spo
 
 export function serviceChain(svc: Service): string {
   return `LBC-S-${svc.name}`;
-}
-/** Level k (1, 2, …) of a composed rotation. */
-export function rotationChain(svc: Service, k: number): string {
-  return `LBC-R-${svc.name}-${k}`;
 }
 export function backendChain(svc: Service, b: Backend): string {
   return `LBC-B-${svc.name}-${b.index}`;
@@ -128,7 +122,7 @@ function describeService(svc: Service, rotation: RotationPlan | null): string {
     `service ${svc.name}: ${vip} ${svc.protocol}/${svc.port}${svc.interface ? ` in on ${svc.interface}` : ''}, mode ${svc.mode}` +
       `${svc.mode === 'hash' ? ` (${svc.hashFields.join(',')})` : ''}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
       `${svc.local ? ', also local' : ''}, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}` +
-      `${rotation && rotation.chains.length > 1 ? `, rotation of ${rotation.period} in ${rotation.chains.length} levels` : ''}`,
+      `${rotation && rotation.rules.length < rotation.period ? `, exact rotation over ${rotation.period} connections in ${rotation.rules.length} rules` : ''}`,
   );
 }
 
@@ -181,9 +175,6 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     const proto = svc.sticky || inlined ? '' : `-p ${svc.protocol} `;
     const action = (b: Backend) => (svc.sticky ? `-j ${backendChain(svc, b)}` : natAction(svc, b));
     const body: string[] = [];
-    /** The composed rotation's lower chains (declared after the service's chain) and their rules. */
-    const lower: string[] = [];
-    const lowerLines: string[] = [];
     if (svc.sticky) {
       // Affinity before balancing: a client seen recently goes back to its backend. ipset instead of
       // xt_recent, whose lists hold 100 addresses by default (ip_list_tot) and then forget clients.
@@ -196,16 +187,11 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
         body.push(`${proto}${cond}${action(b)}`);
       });
     } else if (rotation) {
-      // rotation.ts proves the composed cascade exact; chains[0] is the service's own part.
-      const nth = (every: number | null) => (every === null ? '' : `-m statistic --mode nth --every ${every} --packet 0 `);
-      const to = (t: RotationPlan['chains'][number][number]['target']) => ('chain' in t ? `-j ${rotationChain(svc, t.chain)}` : action(prim[t.backend]));
-      for (const r of rotation.chains[0]) body.push(`${proto}${nth(r.every)}${to(r.target)}`);
-      const lowerProto = svc.sticky ? '' : `-p ${svc.protocol} `;
-      rotation.chains.slice(1).forEach((rules, i) => {
-        const name = rotationChain(svc, i + 1);
-        lower.push(name);
-        for (const r of rules) lowerLines.push(`-A ${name} ${lowerProto}${nth(r.every)}${to(r.target)}`);
-      });
+      // The plain cascade, or past PLAIN_MAX slots the composed one; rotation.ts proves both exact.
+      for (const r of rotation.rules) {
+        const cond = r.every === null ? '' : `-m statistic --mode nth --every ${r.every} --packet 0 `;
+        body.push(`${proto}${cond}${action(prim[r.backend])}`);
+      }
     } else {
       // HMARK marked the connection's first packet MARK_BASE + (hash mod W) in mangle; each block of
       // values is one value/mask match. The last block is unconditional, so a packet whose mark was
@@ -218,8 +204,6 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
 
     if (inlined) {
       addDispatch(natPre, body, 'pre', describeService(svc, rotation));
-      appendAll(serviceChains, lower);
-      appendAll(serviceLines, lowerLines);
       continue;
     }
     serviceChains.push(chain);
@@ -227,8 +211,6 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     if (svc.local) addDispatch(natOut, [`-j ${chain}`], 'out');
     serviceLines.push(`# ${describeService(svc, rotation)}`);
     for (const r of body) serviceLines.push(`-A ${chain} ${r}`);
-    appendAll(serviceChains, lower);
-    appendAll(serviceLines, lowerLines);
     if (svc.sticky) {
       for (const b of prim) {
         const bc = backendChain(svc, b);

@@ -8,7 +8,7 @@ import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
 import { applyIptables } from './apply.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
-import { MAX_ROTATION_RULES, rotationPlan, rotationRuleCount } from './rotation.js';
+import { MAX_ROTATION_RULES, rotationPlan } from './rotation.js';
 
 /**
  * nth is exact for every weight sum (rotation.ts); only a rotation that would need more than
@@ -16,7 +16,7 @@ import { MAX_ROTATION_RULES, rotationPlan, rotationRuleCount } from './rotation.
  * markBlocks), a few per backend, so it has no limit.
  */
 function rotationLimit(svc: Service): Support {
-  const rules = rotationRuleCount(rotationPlan(primaries(svc).map((b) => b.weight)));
+  const rules = rotationPlan(primaries(svc).map((b) => b.weight)).rules.length;
   if (rules <= MAX_ROTATION_RULES) return { level: 'yes' };
   return {
     level: 'no',
