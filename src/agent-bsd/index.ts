@@ -80,6 +80,9 @@ export function pfStateChangeCommands(opts: {
   if (!pfConf.includes(`table <${table}> persist`)) {
     return { ok: false, why: `service ${svc.name} has no table <${table}> in the pf ruleset (its pool is written inline); reload the ruleset instead` };
   }
+  if (new RegExp(`^table <${table}> persist \\{.* weight \\d+`, 'm').test(pfConf)) {
+    return { ok: false, why: `table <${table}> carries weights, which are written in its definition; reload the ruleset instead` };
+  }
   const base = ['pfctl', ...(anchor ? ['-a', anchor] : []), '-t', table, '-T'];
   const addrs = liveAddresses(svc, up);
   // `-T replace` with no address would need a file; `-T flush` says the same plainly.

@@ -21,9 +21,9 @@
  *   random pools over a table), it rewrites those tables with
  *   `pfctl -a lbc -t lbc-NAME -T replace ADDR…` (pfStateChangeCommands): no
  *   rule is reloaded.
- * - Otherwise (inline weighted lists, pf-openbsd's probability cascades, a
- *   pool that changes form, e.g. from a table to one address) it reloads the
- *   anchor with the live ruleset.
+ * - Otherwise (inline weighted lists, weighted tables, probability cascades,
+ *   a pool that changes form, e.g. from a table to one address) it reloads
+ *   the anchor with the live ruleset.
  * - Either way, for sticky services, the source-tracking nodes that still pin
  *   clients to an address that left the pool (a dead backend, or a backup
  *   demoted when a primary came back) are killed with `pfctl -K any -K ADDR`,
@@ -60,12 +60,16 @@ export function pfAnchorApply(name: string): (files: OutputFile[], ctx: ApplyCon
   return async (files, ctx) => runCommands(anchorLoad(confOf(files, name)), ctx);
 }
 
-/** The ruleset with comments dropped and table contents blanked: equal shapes differ only in what the tables hold. */
-function shapeOf(conf: string): string {
+/**
+ * The ruleset with comments dropped and table contents blanked: equal shapes differ only in what the tables
+ * hold. Tables with weights (pf-openbsd) keep their contents: the weights are written in the table's
+ * definition, and lbc reloads the anchor rather than rely on `pfctl -T replace` carrying them.
+ */
+export function shapeOf(conf: string): string {
   return conf
     .split('\n')
     .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/^(table <[^>]+> persist) \{.*\}$/, '$1 {}'))
+    .map((l) => (/ weight \d+/.test(l) ? l : l.replace(/^(table <[^>]+> persist) \{.*\}$/, '$1 {}')))
     .join('\n');
 }
 

@@ -2,6 +2,7 @@
 import type { TargetDefinition } from './target.js';
 import { pfTarget } from './pf/index.js';
 import { pfOpenbsdTarget } from './pf-openbsd/index.js';
+import { pfFreebsd15Target } from './pf-freebsd15/index.js';
 import { iptablesTarget, ip6tablesTarget } from './iptables/index.js';
 import { nftablesTarget } from './nftables/index.js';
 import { iptablesConditionTarget } from './iptables-condition/index.js';
@@ -13,6 +14,7 @@ const targets: TargetDefinition[] = [
   // targets are registered here, one import each
   pfTarget,
   pfOpenbsdTarget,
+  pfFreebsd15Target,
   iptablesTarget,
   ip6tablesTarget,
   nftablesTarget,

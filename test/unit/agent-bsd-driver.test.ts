@@ -208,6 +208,36 @@ describe('pf agent driver', () => {
     expect(await a.done).toBe(0);
   });
 
+  it('pf-openbsd: a weighted table is reloaded with its live weights, never replaced by bare addresses', async () => {
+    const weighted = spec(`  - name: web
+    vip: 203.0.113.10
+    port: 80
+    sticky: 5m
+    health: { check: tcp }
+    backends:
+      - { address: 10.0.0.1, port: 8080, weight: 3 }
+      - { address: 10.0.0.2, port: 8080, weight: 2 }
+      - { address: 10.0.0.3, port: 8080, weight: 1 }
+`);
+    const checks = new Checks();
+    const calls: Call[] = [];
+    const a = start(weighted, pfOpenbsdTarget, checks, calls);
+    const first = await next(calls, 0, 2);
+    expect(first[1].stdin).toContain('table <lbc-web> persist { 10.0.0.1 weight 3, 10.0.0.2 weight 2, 10.0.0.3 weight 1 }');
+    checks.up.set('10.0.0.2:8080', false);
+    const live = conf(pfOpenbsdTarget, liveIR(weighted, new Map([['web#1', 'down']])));
+    expect(live).toContain('table <lbc-web> persist { 10.0.0.1 weight 3, 10.0.0.3 weight 1 }');
+    expect(await next(calls, 2, 3)).toEqual([
+      { argv: ['pfctl', '-a', 'lbc', '-nf', '-'], stdin: live },
+      { argv: ['pfctl', '-a', 'lbc', '-f', '-'], stdin: live },
+      { argv: ['pfctl', '-K', '0.0.0.0/0', '-K', '10.0.0.2'] },
+    ]);
+    expect(calls.some((c) => c.argv.includes('replace'))).toBe(false);
+    expectNoFlush(calls);
+    a.stop.abort();
+    expect(await a.done).toBe(0);
+  });
+
   it('exits 1 when the first load fails, and says flows are left alone', async () => {
     const calls: Call[] = [];
     const a = start(ir, pfTarget, new Checks(), calls, (c) => c.argv.includes('-nf'));

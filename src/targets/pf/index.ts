@@ -19,11 +19,22 @@ import {
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
 
+/**
+ * FreeBSD's rdr calls pf_map_addr() without an init_addr (pf_lb.c pf_get_translation, case PF_RDR), and
+ * PF_POOL_RANDOM draws a random address only when one is given; otherwise it steps rpool->counter
+ * (PF_AINC) and masks it into the block. So a `random` rdr pool hands out the block's addresses in
+ * turn: every address gets its share, but the sequence is a fixed rotation, not independent draws.
+ */
+export const RANDOM_BLOCK_NOTE =
+  'a classic rdr "random" pool steps through the block in turn (FreeBSD pf_lb.c: pf_map_addr without init_addr increments the pool counter), so every backend gets its share but the choice is a fixed rotation, not an independent random draw per connection';
+
 export const pfCapabilities: CapabilityTable = {
   'mode.nth': { level: 'yes', note: 'round-robin pool: the next backend for every new connection (new source with sticky)' },
   'mode.random': (svc) =>
     exactBlock(svc)
-      ? { level: 'yes', note: 'random pool over the one CIDR block the backends make up' }
+      ? primaries(svc).length === 1
+        ? { level: 'yes', note: 'one backend: no choice to make' }
+        : { level: 'approx', note: RANDOM_BLOCK_NOTE }
       : no(
           'a classic rdr rule takes random only over a single CIDR block; a list or a table forces round-robin (pf.conf(5) POOL OPTIONS; pfctl: "only round-robin valid for multiple redirection addresses")',
           'use --target pf-openbsd (weighted random by probability rules), mode nth (round-robin, same long-run shares), or backends that make up exactly one CIDR block',
@@ -120,7 +131,10 @@ function serviceBlock(svc: Service): Block {
     const single = prim.length === 1;
     const target = single ? block.address : `${block.address}/${block.prefixLength}`;
     if (single) pool = `${target} port ${port}`;
-    else if (svc.mode === 'random') pool = `${target} port ${port} random${svc.sticky ? ' sticky-address' : ''}`;
+    else if (svc.mode === 'random') {
+      comment.push(`approximation: ${RANDOM_BLOCK_NOTE}`);
+      pool = `${target} port ${port} random${svc.sticky ? ' sticky-address' : ''}`;
+    }
     else pool = `${target} port ${port} source-hash ${hashKey(svc)}`;
   }
   const on = svc.interface ? ` on ${svc.interface}` : '';
