@@ -6,7 +6,7 @@ import { pfFreebsd15Target } from './pf-freebsd15/index.js';
 import { iptablesTarget, ip6tablesTarget } from './iptables/index.js';
 import { nftablesTarget } from './nftables/index.js';
 import { iptablesConditionTarget } from './iptables-condition/index.js';
-import { relaydTarget } from './relayd/index.js';
+import { relaydFreebsdTarget, relaydTarget } from './relayd/index.js';
 import { ipnatTarget } from './ipnat/index.js';
 import { makeSystemdTarget } from './systemd/index.js';
 
@@ -20,6 +20,7 @@ const targets: TargetDefinition[] = [
   nftablesTarget,
   iptablesConditionTarget,
   relaydTarget,
+  relaydFreebsdTarget,
   ipnatTarget,
   makeSystemdTarget((name) => TARGETS.get(name)),
 ];
