@@ -22,7 +22,9 @@
  * adding them, and without `-F`/`-C` live translations stay; `-f -` reads
  * stdin. So a dead backend's rdr rules (exactly as ipnat.rules has them: the
  * kernel finds a rule by comparing all of it) are removed with
- * `ipnat -r -f -`, and put back with `ipnat -f -` when the backend is up.
+ * `ipnat -r -f -` (`-p -r` for sticky and UDP services, which purges the
+ * rule's sessions with it: ipnat.ts says why), and put back with
+ * `ipnat -f -` when the backend is up.
  */
 import type { Family, Service } from '../ir/types.js';
 import type { ApplyContext } from '../targets/target.js';
@@ -95,6 +97,11 @@ export function pfStateChangeCommands(opts: {
   return { ok: true, commands };
 }
 
+/** Whether a removed rdr rule's sessions go with it (ipnat.ts says why: sticky host maps, UDP flows). */
+export function purgesSessions(svc: Service): boolean {
+  return svc.sticky !== null || svc.protocol === 'udp';
+}
+
 /** The rdr lines of ipnat.rules (one service's block) that send traffic to `address` port `port`. */
 export function ipnatRulesFor(ipnatRules: string, address: string, port: number): string[] {
   return ipnatRules
@@ -125,5 +132,6 @@ export function ipnatStateChangeCommands(opts: { svc: Service; backendIndex: num
     };
   }
   const stdin = `${rules.join('\n')}\n`;
-  return { ok: true, commands: [{ argv: up ? ['ipnat', '-f', '-'] : ['ipnat', '-r', '-f', '-'], stdin }] };
+  const remove = purgesSessions(svc) ? ['ipnat', '-p', '-r', '-f', '-'] : ['ipnat', '-r', '-f', '-'];
+  return { ok: true, commands: [{ argv: up ? ['ipnat', '-f', '-'] : remove, stdin }] };
 }
