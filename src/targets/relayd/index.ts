@@ -256,7 +256,8 @@ function emit(f: RelaydFlavour, ir: IR): OutputFile[] {
     };
   });
   const header = headerLines(f.target, ir.file).map(commentText);
-  const conf = renderTemplate('relayd', 'relayd.conf', { header, interval, timeout, sessionTimeout: SESSION_TIMEOUT, freebsd: f.freebsd, services });
+  const sessionTimeout = ir.services.some((s) => s.protocol === 'tcp') ? SESSION_TIMEOUT : null;
+  const conf = renderTemplate('relayd', 'relayd.conf', { header, interval, timeout, sessionTimeout, freebsd: f.freebsd, services });
   const anchors = renderTemplate('relayd', 'pf-anchors', { header, freebsd: f.freebsd, services });
   return [
     { name: 'relayd.conf', content: conf },
