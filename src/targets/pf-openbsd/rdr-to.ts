@@ -41,7 +41,7 @@ import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
 import {
-  backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, keepState, matchText, percent,
+  backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, percent,
   poolName, serviceComment,
 } from '../pf/common.js';
 import { pfCapabilities } from '../pf/index.js';
@@ -142,14 +142,7 @@ export function rdrToCapabilities(f: RdrToFlavour): CapabilityTable {
         ? { level: 'approx', note: `matches the addresses of ${svc.interface} ("to (${svc.interface})", updated when they change), not every local address` }
         : no('a translation rule needs a destination; lbc does not write "self", which FreeBSD does not document', 'give the service a vip, or an interface'),
     interface: interfaceSupport,
-    'backend.local': (svc) =>
-      svc.family === 'ipv6'
-        ? {
-            level: 'no',
-            why: 'an IPv6 local backend would be redirected to ::1, and the IPv6 input path drops packets for the loopback address that arrive on any other interface (ip6_input.c address-scope check), so the rule could never deliver',
-            instead: 'list the instance under an IPv6 address of this host (e.g. the vip itself) as an ordinary backend address',
-          }
-        : { level: 'yes', note: 'rdr-to the loopback address; pf.conf(5) warns that daemons bound only to loopback become reachable' },
+    'backend.local': (svc) => localBackendSupport(svc, 'rdr-to the loopback address; pf.conf(5) warns that daemons bound only to loopback become reachable'),
     local: no(
       'rdr-to applies to connections arriving on an interface; connections the balancer itself opens to the vip are not redirected',
       'connect to a backend directly, or on Linux use --target iptables or nftables (output hook)',

@@ -13,7 +13,7 @@ import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
 import {
-  MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
+  MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, poolName,
   reducedWeights, serviceComment, smoothOrder,
 } from './common.js';
 
@@ -75,14 +75,7 @@ export const pfCapabilities: CapabilityTable = {
       ? { level: 'approx', note: `matches the addresses of ${svc.interface} ("to (${svc.interface})", updated when they change), not every local address` }
       : no('a translation rule needs a destination and pf has no "any local address" short of listing them', 'give the service a vip, or an interface (the rule then matches that interface\'s addresses)'),
   interface: interfaceSupport,
-  'backend.local': (svc) =>
-    svc.family === 'ipv6'
-      ? {
-          level: 'no',
-          why: 'an IPv6 local backend would be redirected to ::1, and the IPv6 input path drops packets for the loopback address that arrive on any other interface (ip6_input.c address-scope check), so the rule could never deliver',
-          instead: 'list the instance under an IPv6 address of this host (e.g. the vip itself) as an ordinary backend address',
-        }
-      : { level: 'yes', note: 'redirected to the loopback address (pf.conf(5) TRANSLATION: redirections may go "to the firewall itself")' },
+  'backend.local': (svc) => localBackendSupport(svc, 'redirected to the loopback address (pf.conf(5) TRANSLATION: redirections may go "to the firewall itself")'),
   'backend.ports-differ': no(
     'a FreeBSD rdr rule has one redirection port for its whole pool ("-> pool port P"), and a port range there maps the matched port by offset, it does not rotate (pf_lb.c: nport = (dport - dst.port[0]) % size + proxy_port[0])',
     'use --target pf-openbsd (one probability rule per backend) or --target ipnat, or give every instance its own address (e.g. loopback aliases 127.0.0.2, 127.0.0.3, …) on one port',
