@@ -1,6 +1,7 @@
 /**
- * Turning backend weights into netfilter rule parameters: the slot sequence
- * for `statistic --mode nth` and HMARK, and the probabilities for
+ * Turning backend weights into netfilter rule parameters: the slot sequence of
+ * the plain `statistic --mode nth` cascade (rotation.ts composes larger ones),
+ * the aligned blocks of HMARK values for mode hash, and the probabilities for
  * `statistic --mode random`. Pure functions, unit-tested on their own.
  */
 
