@@ -1,9 +1,8 @@
 /**
  * --target pf-freebsd15: pf with `pass in quick … rdr-to …` as FreeBSD 15 reads it (FreeBSD 15 took
  * OpenBSD's translation syntax and still reads the classic `rdr` of --target pf). The same emitter as
- * pf-openbsd without what FreeBSD's pf lacks or lbc has not verified there: no table weights (FreeBSD's
- * parse.y has no WEIGHT token), and random table pools only where sticky-address needs one pool
- * (rdr-to.ts).
+ * pf-openbsd without what FreeBSD's pf lacks: table weights (FreeBSD's parse.y has no WEIGHT token), so
+ * unequal weights are a probability cascade (rdr-to.ts).
  */
 import { rdrToTarget } from '../pf-openbsd/rdr-to.js';
 
@@ -17,5 +16,4 @@ export const pfFreebsd15Target = rdrToTarget({
     'are `quick`: the first matching rule translates and passes the connection.',
   ],
   tableWeights: false,
-  randomTableDraws: false,
 });

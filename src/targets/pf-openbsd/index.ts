@@ -16,5 +16,4 @@ export const pfOpenbsdTarget = rdrToTarget({
     '--target pf-freebsd15 or --target pf there.',
   ],
   tableWeights: true,
-  randomTableDraws: true,
 });

@@ -11,14 +11,13 @@
  *   entries whose weight is below it (sys/net/pf_table.c, pf_lb.c PF_POOL_ROUNDROBIN) — interleaved
  *   weighted round-robin, every entry w/gcd times per pass over the weights (after the first pass, which
  *   starts at curweight 0 and takes every entry once).
- *   A `random` pool over a table draws an entry with arc4random_uniform() per translation (pf_lb.c
- *   PF_POOL_RANDOM, table case), while a random pool over a CIDR block only steps its counter when
- *   pf_map_addr() is called without an init_addr, which is how rdr-to calls it (pf_get_transaddr); so
- *   random pools are always written over a table here.
- * - FreeBSD 15 documents no table weights (FreeBSD's parse.y has no WEIGHT token), so unequal weights are a
- *   probability cascade there; its random pools are written over a table too, but whether FreeBSD 15
- *   draws in them per connection is not verified from source (FreeBSD ≤ 14's pf_lb.c steps the counter
- *   for rdr), so they are marked as an approximation.
+ * - FreeBSD 15 documents no table weights (FreeBSD's parse.y has no WEIGHT token, and its pfr_pool_get()
+ *   has no weight argument), so unequal weights are a probability cascade there.
+ * - Both draw an entry of a `random` pool over a table with arc4random_uniform() per translation (OpenBSD
+ *   pf_lb.c and FreeBSD's current sys/netpfil/pf/pf_lb.c, PF_POOL_RANDOM, table case), while a random pool
+ *   over a CIDR block only steps its counter when pf_map_addr() is called without an init_addr, which is
+ *   how rdr calls it (OpenBSD pf_get_transaddr; FreeBSD ≤ 14 pf_get_translation); so random pools are
+ *   always written over a table here.
  *
  * How each mode is written:
  * - one backend: rdr-to ADDR port P;
@@ -27,7 +26,7 @@
  * - hash (equal weights, one port): source-hash with a fixed key, over the one CIDR block the backends
  *   make up, else over the table;
  * - random (equal weights, one port): a random pool over the table (one rule, rewritten in place by the
- *   agent); on FreeBSD 15 only when sticky, so sticky-address can pin sources;
+ *   agent, and one pool sticky-address can pin sources in);
  * - everything else (random; nth with ports that differ, and on FreeBSD 15 with unequal weights): one quick
  *   rule per backend with `probability`, a cascade in which rule i takes w_i of the weight not yet
  *   assigned. pf draws the probability independently per rule and per new connection (pf.c,
@@ -53,17 +52,12 @@ export interface RdrToFlavour {
   about: string[];
   /** Tables may carry `weight` (OpenBSD). */
   tableWeights: boolean;
-  /** A random pool over a table draws per connection, as read from this pf's source; otherwise an approximation. */
-  randomTableDraws: boolean;
 }
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
 
 const CASCADE_NOTE =
   'one quick rule per backend chosen by probability (pf draws per new connection): the same long-run shares as the weights, but random, not a strict rotation';
-
-const RANDOM_POOL_NOTE =
-  'a random pool over a table; FreeBSD <= 14 steps through rdr random pools in turn (pf_lb.c: pf_map_addr without init_addr), and lbc has not verified from source that FreeBSD 15 draws per connection there, so the choice may be a rotation with the same shares';
 
 /** Same port on every primary: one pool can carry the service. */
 function onePort(svc: Service): boolean {
@@ -84,8 +78,8 @@ function formOf(f: RdrToFlavour, svc: Service): Form {
   const pooled = onePort(svc) && equalWeights(svc);
   if (svc.mode === 'nth' && onePort(svc) && (equalWeights(svc) || f.tableWeights)) return 'table-rotation';
   if (svc.mode === 'hash' && pooled) return 'source-hash';
-  // A table the agent can rewrite beats a cascade it must reload, where the pool really draws.
-  if (svc.mode === 'random' && pooled && (svc.sticky || f.randomTableDraws)) return 'random-pool';
+  // A table the agent can rewrite beats a cascade it must reload.
+  if (svc.mode === 'random' && pooled) return 'random-pool';
   return 'cascade';
 }
 
@@ -97,10 +91,7 @@ export function rdrToCapabilities(f: RdrToFlavour): CapabilityTable {
     ),
     ...pfCapabilities,
     'mode.nth': { level: 'yes', note: 'round-robin pool when the primaries share a port; otherwise see weights / backend ports' },
-    'mode.random': (svc) =>
-      formOf(f, svc) === 'random-pool' && !f.randomTableDraws
-        ? { level: 'approx', note: RANDOM_POOL_NOTE }
-        : { level: 'yes', note: 'a random pool over a table, or a probability cascade (exact weighted random choice) for unequal weights or ports' },
+    'mode.random': { level: 'yes', note: 'a random pool over a table, or a probability cascade (exact weighted random choice) for unequal weights or ports' },
     'mode.hash': (svc) =>
       exactBlock(svc) || primaries(svc).length === 1
         ? { level: 'yes', note: 'source-hash with a fixed key derived from the service name' }
@@ -185,7 +176,6 @@ function serviceBlock(f: RdrToFlavour, svc: Service): Block {
     const b = exactBlock(svc);
     rules.push(`${head} rdr-to ${b ? `${b.address}/${b.prefixLength}` : tableOf(false)} port ${port} source-hash ${hashKey(svc)} ${state}`);
   } else if (form === 'random-pool') {
-    if (!f.randomTableDraws) comment.push(`approximation: ${RANDOM_POOL_NOTE}`);
     rules.push(`${head} rdr-to ${tableOf(false)} port ${port} random${svc.sticky ? ' sticky-address' : ''} ${state}`);
   } else {
     if (svc.mode === 'nth') comment.push(`approximation: ${CASCADE_NOTE}`);
