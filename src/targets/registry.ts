@@ -2,10 +2,11 @@
 import type { TargetDefinition } from './target.js';
 import { pfTarget } from './pf/index.js';
 import { pfOpenbsdTarget } from './pf-openbsd/index.js';
+import { pfFreebsd15Target } from './pf-freebsd15/index.js';
 import { iptablesTarget, ip6tablesTarget } from './iptables/index.js';
 import { nftablesTarget } from './nftables/index.js';
 import { iptablesConditionTarget } from './iptables-condition/index.js';
-import { relaydTarget } from './relayd/index.js';
+import { relaydFreebsdTarget, relaydTarget } from './relayd/index.js';
 import { ipnatTarget } from './ipnat/index.js';
 import { makeSystemdTarget } from './systemd/index.js';
 
@@ -13,11 +14,13 @@ const targets: TargetDefinition[] = [
   // targets are registered here, one import each
   pfTarget,
   pfOpenbsdTarget,
+  pfFreebsd15Target,
   iptablesTarget,
   ip6tablesTarget,
   nftablesTarget,
   iptablesConditionTarget,
   relaydTarget,
+  relaydFreebsdTarget,
   ipnatTarget,
   makeSystemdTarget((name) => TARGETS.get(name)),
 ];
