@@ -8,6 +8,7 @@ import type { SMap, SNode, SScalar } from '../spec/ast.js';
 import { describeNode } from '../spec/ast.js';
 import { bitsOf, parseAddress } from './address.js';
 import { parseDuration } from './duration.js';
+import { readBalancers } from './balancers.js';
 import { MapReader, printableKey, readInteger } from './reader.js';
 import {
   HASH_FIELDS,
@@ -23,7 +24,7 @@ import {
   type ServiceLocations,
 } from './types.js';
 
-const TOP_FIELDS = ['version', 'services'] as const;
+const TOP_FIELDS = ['version', 'services', 'balancers'] as const;
 const SERVICE_FIELDS = ['name', 'vip', 'port', 'protocol', 'interface', 'mode', 'hash', 'sticky', 'local', 'family', 'health', 'backends'] as const;
 const BACKEND_FIELDS = ['address', 'port', 'weight', 'backup', 'health'] as const;
 const HEALTH_FIELDS = ['check', 'interval', 'timeout', 'rise', 'fall', 'port', 'path', 'status', 'host', 'method', 'send', 'expect'] as const;
@@ -63,8 +64,9 @@ export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR 
     }
     checkAcrossServices(services, bag);
   }
+  const balancers = top.node('balancers') ? readBalancers(top.node('balancers')!, bag, services) : null;
   if (bag.hasErrors) return null;
-  return { file, services };
+  return balancers ? { file, services, balancers } : { file, services };
 }
 
 function validateService(node: SNode, bag: DiagnosticBag): Service | null {

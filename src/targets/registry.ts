@@ -8,6 +8,7 @@ import { iptablesConditionTarget } from './iptables-condition/index.js';
 import { relaydTarget } from './relayd/index.js';
 import { ipnatTarget } from './ipnat/index.js';
 import { makeSystemdTarget } from './systemd/index.js';
+import { keepalivedTarget } from './keepalived/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
@@ -19,6 +20,7 @@ const targets: TargetDefinition[] = [
   iptablesConditionTarget,
   relaydTarget,
   ipnatTarget,
+  keepalivedTarget,
   makeSystemdTarget((name) => TARGETS.get(name)),
 ];
 

@@ -4,13 +4,14 @@ import { hostContext } from '../../host/exec.js';
 import type { CliCommand } from '../command.js';
 import { specArg, specPathOf } from '../command.js';
 import { resolveTarget } from '../targets.js';
-import { compileReported, loadIR } from './common.js';
+import { applyTier, tierOptions } from '../../targets/tier/apply.js';
+import { compileReported, loadIR, tierArgs } from './common.js';
 
 export const applyCommand: CliCommand = {
   usage: 'apply <spec>',
   describe: 'load the configuration on this host, atomically and idempotently',
   options: (y) =>
-    y
+    tierArgs(y)
       .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to load (iptables, ip6tables, nftables, pf, pf-openbsd, ipnat)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
@@ -21,8 +22,12 @@ export const applyCommand: CliCommand = {
       throw new LbcError([{ code: 'LBC4004', severity: 'error', message: `target ${def.name} cannot be applied on this host`, notes: ['compile it with -o and load the files on the host they are for'] }]);
     }
     const ir = loadIR(args, out);
-    const { files } = compileReported(ir, def, { specPath: specPathOf(specArg(args)) }, out);
-    await def.apply(files, { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l) }), fullApply: Boolean(args.full) });
+    const emit = { specPath: specPathOf(specArg(args)), ...tierOptions(args) };
+    const { files } = compileReported(ir, def, emit, out);
+    // --run-dir keeps apply's record of the last load there too, so nodes sharing a host keep theirs apart.
+    const ctx = { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l), stateDir: emit.runDir }), fullApply: Boolean(args.full) };
+    await def.apply(files, ctx);
+    await applyTier(def, ir, files, ctx, emit);
     return 0;
   },
 };

@@ -5,7 +5,8 @@ import type { CliCommand } from '../command.js';
 import { specArg, specPathOf, UsageError } from '../command.js';
 import { joinForStdout, plannedOutputs, writeOutputs } from '../io.js';
 import { resolveTarget } from '../targets.js';
-import { compileReported, loadIR } from './common.js';
+import { tierOptions } from '../../targets/tier/apply.js';
+import { compileReported, loadIR, tierArgs } from './common.js';
 
 function currentText(path: string): string | null {
   try {
@@ -19,7 +20,7 @@ export const compileCommand: CliCommand = {
   usage: 'compile <spec>',
   describe: 'print (or write with -o) the configuration for one target; SPEC "-" reads standard input',
   options: (y) =>
-    y
+    tierArgs(y)
       .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to compile for (lbc matrix lists them)' })
       .option('output', { alias: 'o', type: 'string', describe: 'write to PATH instead of standard output (a directory when the target emits several files; - is standard output)' })
@@ -32,7 +33,7 @@ export const compileCommand: CliCommand = {
     if (args.check && (output === undefined || output === '-')) throw new UsageError('--check compares with the files at -o PATH; give -o PATH');
     const spec = specArg(args);
     const ir = loadIR(args, out);
-    const emit = { specPath: specPathOf(spec), agentTarget: args['agent-target'], lbcPath: args['lbc-path'] };
+    const emit = { specPath: specPathOf(spec), agentTarget: args['agent-target'], lbcPath: args['lbc-path'], ...tierOptions(args) };
     const { files } = compileReported(ir, def, emit, out);
     if (files.length === 0) {
       out.log(`target ${def.name} has nothing to write for this spec`);

@@ -9,6 +9,7 @@ import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
 import { applyIptables } from './apply.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
 import { MAX_SLOTS, slotCount } from './slots.js';
+import { iptablesTier } from './partition.js';
 
 /** nth and hash expand to one rule per slot (weights over their gcd); refuse absurd counts. */
 function slotLimit(svc: Service): Support {
@@ -36,6 +37,7 @@ function define(flavor: Flavor, title: string): TargetDefinition {
     capabilities,
     emit: (ir) => emitIptables(flavor, ir),
     apply: (files, ctx) => applyIptables(flavor, files, ctx),
+    tier: iptablesTier(flavor.target),
   };
 }
 

@@ -8,6 +8,7 @@ import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from
 import { emitNftables, RULES_FILE } from './emit.js';
 import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
 import { addMarker, inLayout, planFromState, type NftPlan } from './incremental.js';
+import { nftablesTier } from './partition.js';
 
 const capabilities: CapabilityTable = {
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
@@ -85,4 +86,5 @@ export const nftablesTarget: TargetDefinition = {
   capabilities,
   emit: (ir) => emitNftables(ir),
   apply: applyNftables,
+  tier: nftablesTier,
 };
