@@ -147,7 +147,6 @@ function conntrackdConf(ctx: TierEmitContext, header: string[]): string {
     if (n.syncAddress) add(n.syncAddress);
   }
   if (tier.gateway) add(tier.gateway.address);
-  for (const v of tierVips(ctx.ir)) add(v.address);
   return renderTemplate(NAME, 'conntrackd.conf', {
     header,
     node: node.name,
