@@ -23,6 +23,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
+import { pfTier } from '../carp/index.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, isUniform, keepState, matchText, percent,
   poolName, serviceComment,
@@ -155,4 +156,5 @@ export const pfOpenbsdTarget: TargetDefinition = {
   // Into lbc's own anchor; the main pf.conf needs anchor "lbc" (agent-bsd/pf.ts).
   apply: pfAnchorApply('lbc.pf-openbsd.conf'),
   agentDriver: pfAgentDriver('lbc.pf-openbsd.conf'),
+  tier: pfTier('lbc.pf-openbsd.conf', 'openbsd'),
 };

@@ -12,6 +12,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { headerLines } from '../text.js';
+import { pfTier } from '../carp/index.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
   reducedWeights, serviceComment, smoothOrder,
@@ -150,4 +151,5 @@ export const pfTarget: TargetDefinition = {
   // Into lbc's own anchor; the main pf.conf needs rdr-anchor "lbc" and anchor "lbc" (agent-bsd/pf.ts).
   apply: pfAnchorApply('lbc.pf.conf'),
   agentDriver: pfAgentDriver('lbc.pf.conf'),
+  tier: pfTier('lbc.pf.conf', 'freebsd'),
 };

@@ -37,6 +37,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
+import { relaydTier } from '../carp/index.js';
 
 
 const NAME = 'relayd';
@@ -214,4 +215,5 @@ export const relaydTarget: TargetDefinition = {
   families: ['ipv4', 'ipv6'],
   capabilities,
   emit,
+  tier: relaydTier('pf.conf.relayd-openbsd', 'pf.conf.relayd-freebsd'),
 };

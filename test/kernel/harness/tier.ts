@@ -244,6 +244,16 @@ export class TierTopology {
     };
   }
 
+  /**
+   * From each source, connect until answered (attempts bounded by timeoutMs, a round every everyMs, all
+   * within deadlineMs): when each source was answered first, and by whom (./probe-client.mjs).
+   */
+  async probe(o: { host: string; port: number; sources: string[]; timeoutMs: number; everyMs: number; deadlineMs: number }): Promise<Map<string, { t: number; id: string }>> {
+    const { stdout } = await this.exec('cl', [process.execPath, join(HERE, 'probe-client.mjs'), JSON.stringify(o)], undefined, o.deadlineMs + 30_000);
+    const doc = JSON.parse(stdout) as { answered: Record<string, { t: number; id: string }> };
+    return new Map(Object.entries(doc.answered));
+  }
+
   /** Every process in a namespace, by pid. */
   async pids(ns: string): Promise<number[]> {
     const { stdout } = await run(['ip', 'netns', 'pids', this.ns[ns]], undefined, 10_000);
