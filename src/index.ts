@@ -20,6 +20,7 @@ export { LbcError, formatDiagnostic } from './diagnostics/diagnostic.js';
 export type * from './ir/types.js';
 export type { OutputFile, TargetDefinition, TargetResult, EmitOptions, Support, ApplyContext } from './targets/target.js';
 export { TARGETS, targetNames } from './targets/registry.js';
+export { specJsonSchema, type JsonSchema } from './spec/json-schema.js';
 
 /** Validate a spec; never throws on bad input. `ir` is null when there are errors. */
 export function checkSpec(text: string, file = '<spec>'): { ir: IR | null; diagnostics: Diagnostic[] } {

@@ -29,6 +29,11 @@ export class UsageError extends Error {
   }
 }
 
+/** The SPEC positional every spec-reading command takes. */
+export function withSpec(y: Argv): Argv {
+  return y.positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' });
+}
+
 /** The command line names a spec file; yargs hands a lone "-" over as an empty string. */
 export function specArg(args: Record<string, unknown>): string {
   const v = args.spec;

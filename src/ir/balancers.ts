@@ -15,10 +15,12 @@
  */
 import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
 import { describeNode, type SNode } from '../spec/ast.js';
+import { MAX_ADVERT_MS, MAX_NODES, NODE_NAME_RE, printable } from '../spec/definition.js';
 import { parseAddress } from './address.js';
-import { parseDuration } from './duration.js';
-import { MapReader, printableKey } from './reader.js';
+import { MapReader } from './reader.js';
 import type { Family, Service } from './types.js';
+
+export { MAX_ADVERT_MS, MAX_NODES, NODE_NAME_RE };
 
 export type TierMode = 'failover' | 'active-active';
 
@@ -62,19 +64,6 @@ export interface Balancers {
   };
 }
 
-export const MAX_NODES = 16;
-export const NODE_NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
-/** Same alphabet as a service's interface (validate.ts): it reaches configuration files. */
-const IFNAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,14}$/;
-/** Absolute, no "." or ".." segments, nothing a shell or a config parser would read specially. */
-const PATH_RE = /^(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}){1,16}$/;
-/** RFC 5798 §5.2.7: Max Adver Int is 12 bits of centiseconds. */
-export const MAX_ADVERT_MS = 40_950;
-const MIN_ADVERT_MS = 10;
-
-const FIELDS = ['mode', 'id', 'advert', 'interface', 'gateway', 'sync', 'secret-file', 'mac', 'nodes'] as const;
-const NODE_FIELDS = ['name', 'address', 'sync-address'] as const;
-
 /** Buckets of an active-active cluster: one per ordered pair of nodes (owner, the node that takes it over). */
 export function bucketCount(nodes: number): number {
   return nodes * (nodes - 1);
@@ -86,46 +75,23 @@ export function readBalancers(node: SNode, bag: DiagnosticBag, services: readonl
     return null;
   }
   const before = bag.items.length;
-  const r = new MapReader(node, bag, 'balancers', FIELDS);
-  const mode = r.oneOf('mode', ['failover', 'active-active'] as const);
+  const r = new MapReader(node, bag, 'balancers');
+  const mode = r.oneOf<TierMode>('mode');
   if (!r.has('mode')) bag.error('LBC2101', 'balancers needs a "mode": failover or active-active', node.loc);
-  const id = r.integer('id', 1, 255);
+  const id = r.integer('id');
   if (!r.has('id')) bag.error('LBC2101', 'balancers needs an "id" (VRRP virtual router id / CARP vhid, 1-255)', node.loc);
-  const iface = readInterface(r, 'interface', bag);
+  const iface = r.text('interface')?.value ?? null;
   if (!r.has('interface')) bag.error('LBC2101', 'balancers needs an "interface": where the vips live', node.loc);
 
   let advertMs = 1000;
-  const adv = r.scalar('advert');
-  if (adv) {
-    const ms = adv.value === null || typeof adv.value === 'boolean' ? null : parseDuration(adv.value);
-    if (ms === null || ms < MIN_ADVERT_MS || ms > MAX_ADVERT_MS || ms % 10 !== 0) {
-      bag.error('LBC2102', `advert must be a duration from 10ms to 40950ms in steps of 10ms (VRRPv3 counts centiseconds), such as 1s or 100ms, not ${describeNode(adv)}`, adv.loc);
-    } else advertMs = ms;
-  }
+  const adv = r.duration('advert', 'advert');
+  if (adv && adv.value % 10 !== 0) bag.error('LBC2102', `advert must be a whole number of centiseconds (steps of 10ms: VRRPv3 counts centiseconds), not ${adv.value}ms`, adv.loc);
+  else if (adv) advertMs = adv.value;
 
   const gateway = r.node('gateway') ? readGateway(r.node('gateway')!, bag) : null;
   const sync = r.node('sync') ? readSync(r.node('sync')!, bag) : null;
-
-  let secretFile: string | null = null;
-  const sf = r.string('secret-file');
-  if (sf) {
-    if (!PATH_RE.test(sf.value) || /\/\.\.?(\/|$)/.test(sf.value)) {
-      bag.error('LBC2103', `secret-file must be an absolute path of letters, digits, ".", "_" and "-", not "${printableKey(sf.value)}"`, sf.loc, [
-        'the path is written into the nodes\' configuration, which reads the secret from it; the secret itself never appears in lbc\'s output',
-      ]);
-    } else secretFile = sf.value;
-  }
-
-  let mac: string | null = null;
-  const m = r.string('mac');
-  if (m) {
-    const text = m.value.toLowerCase();
-    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(text) || (parseInt(text.slice(0, 2), 16) & 1) === 0 || text === 'ff:ff:ff:ff:ff:ff') {
-      bag.error('LBC2104', `mac must be a multicast Ethernet address such as 03:bf:c0:00:02:0a (lowest bit of the first byte set, not broadcast), not "${printableKey(m.value)}"`, m.loc, [
-        'every node must receive every frame for the vip, so the vip resolves to a group address the switch floods',
-      ]);
-    } else mac = text;
-  }
+  const secretFile = r.text('secret-file')?.value ?? null;
+  const mac = r.text('mac')?.value.toLowerCase() ?? null;
 
   const nodes = readNodes(r, node, bag, sync !== null);
 
@@ -157,43 +123,31 @@ export function readBalancers(node: SNode, bag: DiagnosticBag, services: readonl
   return bag.items.slice(before).some((d) => d.severity === 'error') ? null : b;
 }
 
-function readInterface(r: MapReader, key: string, bag: DiagnosticBag): string | null {
-  const s = r.string(key);
-  if (!s) return null;
-  if (!IFNAME_RE.test(s.value)) {
-    bag.error('LBC2016', `interface "${printableKey(s.value)}" is not a valid interface name (a letter, then up to 14 letters, digits, '_', '.', '-')`, s.loc);
-    return null;
-  }
-  return s.value;
-}
-
 function readGateway(node: SNode, bag: DiagnosticBag): Balancers['gateway'] {
   if (node.kind !== 'map') {
     bag.error('LBC2105', `"gateway" must be a mapping such as { interface: eth1, address: 192.168.10.100/24 }, not ${describeNode(node)}`, node.loc);
     return null;
   }
-  const r = new MapReader(node, bag, 'the gateway', ['interface', 'address']);
-  const iface = readInterface(r, 'interface', bag);
+  const r = new MapReader(node, bag, 'gateway');
+  const iface = r.text('interface');
   if (!r.has('interface')) bag.error('LBC2105', 'the gateway needs an "interface" (where the backends reach it)', node.loc);
-  const a = r.string('address');
+  const a = r.text('address');
   if (!r.has('address')) bag.error('LBC2105', 'the gateway needs an "address" with its prefix length, such as 192.168.10.100/24', node.loc);
   if (!a || !iface) return null;
-  // An interface address: host bits are the point, so parse the two halves rather than as a block.
+  // An interface address: host bits are the point, so the halves are read apart rather than as a block.
   const slash = a.value.indexOf('/');
-  const host = parseAddress(slash < 0 ? a.value : a.value.slice(0, slash), false);
-  const len = slash < 0 ? NaN : Number(a.value.slice(slash + 1));
+  const host = parseAddress(a.value.slice(0, slash), false);
+  const len = Number(a.value.slice(slash + 1));
   if (!host.ok) {
     bag.error('LBC2106', `gateway address: ${host.message}`, a.loc, host.hint ? [host.hint] : undefined);
     return null;
   }
   const max = host.family === 'ipv4' ? 32 : 128;
-  if (slash < 0 || !/^\d{1,3}$/.test(a.value.slice(slash + 1)) || len < 1 || len > max) {
-    bag.error('LBC2106', `gateway address needs its prefix length (1-${max}), such as ${host.family === 'ipv4' ? '192.168.10.100/24' : '2001:db8:10::1/64'}`, a.loc, [
-      'the backends are on that network and use the address as their default route',
-    ]);
+  if (len < 1 || len > max) {
+    bag.error('LBC2106', `the gateway's prefix length must be 1-${max}, not ${len}`, a.loc);
     return null;
   }
-  return { interface: iface, address: host.prefix.address, prefixLength: len, family: host.family };
+  return { interface: iface.value, address: host.prefix.address, prefixLength: len, family: host.family };
 }
 
 function readSync(node: SNode, bag: DiagnosticBag): Balancers['sync'] {
@@ -201,10 +155,10 @@ function readSync(node: SNode, bag: DiagnosticBag): Balancers['sync'] {
     bag.error('LBC2107', `"sync" must be a mapping such as { interface: eth2 }, not ${describeNode(node)}`, node.loc);
     return null;
   }
-  const r = new MapReader(node, bag, 'sync', ['interface']);
-  const iface = readInterface(r, 'interface', bag);
+  const r = new MapReader(node, bag, 'sync');
+  const iface = r.text('interface');
   if (!r.has('interface')) bag.error('LBC2107', 'sync needs an "interface": the link the nodes exchange connection state on', node.loc);
-  return iface ? { interface: iface } : null;
+  return iface ? { interface: iface.value } : null;
 }
 
 function readNodes(r: MapReader, block: SNode, bag: DiagnosticBag, withSync: boolean): BalancerNode[] | null {
@@ -227,12 +181,10 @@ function readNodes(r: MapReader, block: SNode, bag: DiagnosticBag, withSync: boo
       bag.error('LBC2109', `each node must be a mapping such as { name: lb1, address: 192.0.2.2 }, not ${describeNode(item)}`, item.loc);
       return;
     }
-    const nr = new MapReader(item, bag, 'a node', NODE_FIELDS);
-    const name = nr.string('name');
+    const nr = new MapReader(item, bag, 'node');
+    const name = nr.text('name');
     if (!nr.has('name')) bag.error('LBC2109', 'a node needs a "name"', item.loc);
-    else if (name && !NODE_NAME_RE.test(name.value)) {
-      bag.error('LBC2110', `node name "${printableKey(name.value)}" must be 1-32 lower-case letters, digits and '-', starting with a letter and not ending with '-'`, name.loc);
-    } else if (name) {
+    else if (name) {
       const prev = names.get(name.value);
       if (prev) bag.error('LBC2110', `node name "${name.value}" is used twice (first at line ${prev.line})`, name.loc);
       names.set(name.value, name.loc);

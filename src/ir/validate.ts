@@ -1,18 +1,21 @@
 /**
  * Positioned syntax tree → validated, normalized IR. Every problem is
  * reported (not just the first) with the position of the value at fault;
- * the IR is produced only when there are no errors.
+ * the IR is produced only when there are no errors. Field types, ranges,
+ * enums and patterns come from the spec definition (spec/definition.ts,
+ * through ir/reader.ts); what is checked here is what needs more than one
+ * field: families, defaults that depend on other fields, duplicates, overlaps.
  */
 import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
 import type { SMap, SNode, SScalar } from '../spec/ast.js';
 import { describeNode } from '../spec/ast.js';
+import { BLOCKS, defaultOf, printable, type FieldType } from '../spec/definition.js';
 import { bitsOf, parseAddress } from './address.js';
 import { parseDuration } from './duration.js';
 import { readBalancers } from './balancers.js';
-import { MapReader, printableKey, readInteger } from './reader.js';
+import { enumValue, MapReader, readInteger } from './reader.js';
 import {
   HASH_FIELDS,
-  MAX_SERVICE_NAME_LENGTH,
   type Backend,
   type Family,
   type HashField,
@@ -24,27 +27,18 @@ import {
   type ServiceLocations,
 } from './types.js';
 
-const TOP_FIELDS = ['version', 'services', 'balancers'] as const;
-const SERVICE_FIELDS = ['name', 'vip', 'port', 'protocol', 'interface', 'mode', 'hash', 'sticky', 'local', 'family', 'health', 'backends'] as const;
-const BACKEND_FIELDS = ['address', 'port', 'weight', 'backup', 'health'] as const;
-const HEALTH_FIELDS = ['check', 'interval', 'timeout', 'rise', 'fall', 'port', 'path', 'status', 'host', 'method', 'send', 'expect'] as const;
+export { MAX_BACKENDS, MAX_STICKY_SECONDS, MAX_WEIGHT } from '../spec/definition.js';
 
-export const MAX_WEIGHT = 1000;
-export const MAX_BACKENDS = 1024;
-/** ipset's largest timeout; also far beyond any sane affinity. */
-export const MAX_STICKY_SECONDS = 2_147_483;
-const NAME_RE = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
-/** Linux IFNAMSIZ is 16 with the NUL; BSD names are shorter. No quotes, spaces or wildcards: they would reach rule text. */
-const IFNAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,14}$/;
-
-const MODE_ALIASES: Record<string, Mode> = { nth: 'nth', 'round-robin': 'nth', roundrobin: 'nth', random: 'random', hash: 'hash' };
+const BACKENDS_FIELD = BLOCKS.service.fields.backends.type as Extract<FieldType, { kind: 'list' }>;
+const HASH_FIELD = BLOCKS.service.fields.hash.type as Extract<FieldType, { kind: 'list' }>;
+const HASH_ENUM = HASH_FIELD.items[0] as Extract<FieldType, { kind: 'enum' }>;
 
 export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
   if (root.kind !== 'map') {
     bag.error('LBC2000', `the spec must be a mapping with "version" and "services", not ${describeNode(root)}`, root.loc);
     return null;
   }
-  const top = new MapReader(root, bag, 'the spec', TOP_FIELDS);
+  const top = new MapReader(root, bag, 'spec');
   const version = top.scalar('version');
   if (!version) {
     if (!top.has('version')) bag.error('LBC2005', 'the spec needs "version: 1" at the top', root.loc);
@@ -75,24 +69,18 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     return null;
   }
   const before = bag.items.length;
-  const r = new MapReader(node, bag, 'a service', SERVICE_FIELDS);
+  const r = new MapReader(node, bag, 'service');
   const label = (() => {
     const n = r.node('name');
-    return n && n.kind === 'scalar' && typeof n.value === 'string' ? `service "${printableKey(n.value)}"` : 'this service';
+    return n && n.kind === 'scalar' && typeof n.value === 'string' ? `service "${printable(n.value)}"` : 'this service';
   })();
 
-  const name = r.string('name');
-  if (!name) {
-    if (!r.has('name')) bag.error('LBC2011', 'a service needs a "name"', node.loc);
-  } else if (!NAME_RE.test(name.value) || name.value.length > MAX_SERVICE_NAME_LENGTH) {
-    bag.error('LBC2012', `service name "${printableKey(name.value)}" must be 1-${MAX_SERVICE_NAME_LENGTH} characters of lower-case letters, digits and '-', starting with a letter and not ending with '-'`, name.loc, [
-      'the name becomes part of chain, table and set names in every target, which limits its length and alphabet',
-    ]);
-  }
+  const name = r.text('name');
+  if (!r.has('name')) bag.error('LBC2011', 'a service needs a "name"', node.loc);
 
   let family: Family | undefined;
   let familyLoc: SourceLocation | undefined;
-  const famField = r.oneOf('family', ['ipv4', 'ipv6'] as const);
+  const famField = r.oneOf<Family>('family');
   if (famField) {
     family = famField.value;
     familyLoc = famField.loc;
@@ -119,25 +107,11 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     }
   }
 
-  const port = r.integer('port', 1, 65535);
+  const port = r.integer('port');
   if (!r.has('port')) bag.error('LBC2015', `${label} needs a "port" (1-65535)`, node.loc);
-  const protocol = r.oneOf('protocol', ['tcp', 'udp'] as const);
-
-  let iface: string | null = null;
-  const ifStr = r.string('interface');
-  if (ifStr) {
-    if (!IFNAME_RE.test(ifStr.value)) {
-      bag.error('LBC2016', `interface "${printableKey(ifStr.value)}" is not a valid interface name (a letter, then up to 14 letters, digits, '_', '.', '-')`, ifStr.loc);
-    } else iface = ifStr.value;
-  }
-
-  let mode: Mode = 'nth';
-  const modeStr = r.string('mode');
-  if (modeStr) {
-    const m = MODE_ALIASES[modeStr.value];
-    if (!m) bag.error('LBC2003', `mode must be nth (or round-robin), random or hash, not "${printableKey(modeStr.value)}"`, modeStr.loc);
-    else mode = m;
-  }
+  const protocol = r.oneOf<Service['protocol']>('protocol');
+  const iface = r.text('interface')?.value ?? null;
+  const mode = r.oneOf<Mode>('mode')?.value ?? defaultOf<Mode>('service', 'mode');
 
   let hashFields: HashField[] = [];
   const hashNode = r.node('hash');
@@ -146,27 +120,20 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     const items = hashNode.kind === 'seq' ? hashNode.items : [hashNode];
     const seen = new Set<HashField>();
     for (const it of items) {
-      if (it.kind !== 'scalar' || typeof it.value !== 'string' || !(HASH_FIELDS as readonly string[]).includes(it.value)) {
-        bag.error('LBC2018', `hash field must be one of ${HASH_FIELDS.join(', ')}, not ${describeNode(it)}`, it.loc);
+      if (it.kind !== 'scalar' || typeof it.value !== 'string' || enumValue(HASH_ENUM, it.value) === undefined) {
+        bag.error('LBC2018', `hash field must be one of ${HASH_ENUM.values.join(', ')}, not ${describeNode(it)}`, it.loc);
         continue;
       }
       const f = it.value as HashField;
       if (seen.has(f)) bag.error('LBC2018', `hash field "${f}" is listed twice`, it.loc);
       seen.add(f);
     }
-    if (items.length === 0) bag.error('LBC2018', 'hash needs at least one field', hashNode.loc);
+    if (items.length < HASH_FIELD.minItems) bag.error('LBC2018', 'hash needs at least one field', hashNode.loc);
     hashFields = HASH_FIELDS.filter((f) => seen.has(f));
-  } else if (mode === 'hash') hashFields = ['saddr'];
+  } else if (mode === 'hash') hashFields = [...defaultOf<HashField[]>('service', 'hash')];
 
-  let sticky: Service['sticky'] = null;
-  const stickyNode = r.scalar('sticky');
-  if (stickyNode) {
-    const ms = stickyNode.value === null || typeof stickyNode.value === 'boolean' ? null : parseDuration(stickyNode.value);
-    if (ms === null) bag.error('LBC2019', `sticky must be an idle timeout such as 10m, 90s or 1h30m, not ${describeNode(stickyNode)}`, stickyNode.loc);
-    else if (ms < 1000 || ms % 1000 !== 0) bag.error('LBC2019', 'sticky timeout must be a whole number of seconds, at least 1s', stickyNode.loc);
-    else if (ms / 1000 > MAX_STICKY_SECONDS) bag.error('LBC2019', `sticky timeout must be at most ${MAX_STICKY_SECONDS}s (about 24 days)`, stickyNode.loc);
-    else sticky = { timeoutSeconds: ms / 1000 };
-  }
+  const stickyMs = r.duration('sticky', 'sticky');
+  const sticky: Service['sticky'] = stickyMs ? { timeoutSeconds: stickyMs.value / 1000 } : null;
 
   const local = r.boolean('local');
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
@@ -174,8 +141,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   const backends: Backend[] = [];
   const beNode = r.node('backends');
   if (!beNode) bag.error('LBC2020', `${label} needs a "backends" list`, node.loc);
-  else if (beNode.kind !== 'seq' || beNode.items.length === 0) bag.error('LBC2020', `"backends" must be a non-empty list, not ${describeNode(beNode)}`, beNode.loc);
-  else if (beNode.items.length > MAX_BACKENDS) bag.error('LBC2020', `a service may have at most ${MAX_BACKENDS} backends`, beNode.loc);
+  else if (beNode.kind !== 'seq' || beNode.items.length < BACKENDS_FIELD.minItems) bag.error('LBC2020', `"backends" must be a non-empty list, not ${describeNode(beNode)}`, beNode.loc);
+  else if (beNode.items.length > BACKENDS_FIELD.maxItems!) bag.error('LBC2020', `a service may have at most ${BACKENDS_FIELD.maxItems} backends`, beNode.loc);
   else {
     const seen = new Map<string, SourceLocation>();
     beNode.items.forEach((item, index) => {
@@ -213,12 +180,12 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     family: family ?? 'ipv4',
     vip,
     port: port!.value,
-    protocol: protocol?.value ?? 'tcp',
+    protocol: protocol?.value ?? defaultOf('service', 'protocol'),
     interface: iface,
     mode,
     hashFields,
     sticky,
-    local: local?.value ?? false,
+    local: local?.value ?? defaultOf('service', 'local'),
     backends,
     health,
     loc,
@@ -236,13 +203,13 @@ function readBackend(
   const before = bag.items.length;
   let address: string | null = null;
   let port: number | null = servicePort;
-  let weight = 1;
-  let backup = false;
+  let weight = defaultOf<number>('backend', 'weight');
+  let backup = defaultOf<boolean>('backend', 'backup');
   let health = serviceHealth;
   if (node.kind === 'scalar' && typeof node.value === 'string') {
     const parsed = parseShorthand(node.value);
     if (!parsed) {
-      bag.error('LBC2030', `backend "${printableKey(node.value)}" is not ADDRESS, ADDRESS:PORT, [IPv6]:PORT or :PORT`, node.loc);
+      bag.error('LBC2030', `backend "${printable(node.value)}" is not ADDRESS, ADDRESS:PORT, [IPv6]:PORT or :PORT`, node.loc);
       return null;
     }
     if (parsed.address !== null) {
@@ -258,7 +225,7 @@ function readBackend(
       port = parsed.port;
     }
   } else if (node.kind === 'map') {
-    const r = new MapReader(node, bag, 'a backend', BACKEND_FIELDS);
+    const r = new MapReader(node, bag, 'backend');
     const a = r.string('address');
     if (a) {
       const res = parseAddress(a.value, false);
@@ -268,15 +235,15 @@ function readBackend(
         settleFamily(res.family, a.loc);
       }
     }
-    const p = r.integer('port', 1, 65535);
+    const p = r.integer('port');
     if (p) port = p.value;
-    const w = r.integer('weight', 1, MAX_WEIGHT);
+    const w = r.integer('weight');
     if (w) weight = w.value;
     const b = r.boolean('backup');
     if (b) backup = b.value;
     const h = r.node('health');
     if (h) health = readHealth(h, bag, serviceHealth);
-    if (!r.has('address') && !r.has('port')) bag.error('LBC2032', 'a backend needs an "address", a "port", or both', node.loc);
+    if (!r.block.oneOfRequired!.some((k) => r.has(k))) bag.error('LBC2032', 'a backend needs an "address", a "port", or both', node.loc);
   } else {
     bag.error('LBC2030', `a backend must be a mapping or a string like 10.0.0.1:8080, not ${describeNode(node)}`, node.loc);
     return null;
@@ -302,18 +269,15 @@ function parseShorthand(s: string): { address: string | null; port: number | nul
 }
 
 const HEALTH_DEFAULTS: HealthCheck = {
-  check: 'tcp',
-  intervalMs: 2000,
-  timeoutMs: 1000,
-  rise: 2,
-  fall: 3,
+  check: defaultOf('health', 'check'),
+  intervalMs: parseDuration(defaultOf('health', 'interval'))!,
+  timeoutMs: parseDuration(defaultOf('health', 'timeout'))!,
+  rise: defaultOf('health', 'rise'),
+  fall: defaultOf('health', 'fall'),
   port: null,
   http: null,
   banner: null,
 };
-
-/** Printable ASCII only: these strings reach checker scripts and relayd.conf. */
-const SAFE_TEXT = /^[\x20-\x7e]*$/;
 
 function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): HealthCheck | null {
   if (node.kind !== 'map') {
@@ -321,25 +285,15 @@ function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): 
     return null;
   }
   const before = bag.items.length;
-  const r = new MapReader(node, bag, 'a health check', HEALTH_FIELDS);
+  const r = new MapReader(node, bag, 'health');
   const from = base ?? HEALTH_DEFAULTS;
-  const check = r.oneOf('check', ['tcp', 'http', 'banner'] as const)?.value ?? from.check;
-  const dur = (key: string, fallback: number): number => {
-    const n = r.scalar(key);
-    if (!n) return fallback;
-    const ms = n.value === null || typeof n.value === 'boolean' ? null : parseDuration(n.value);
-    if (ms === null || ms < 10 || ms > 3_600_000) {
-      bag.error('LBC2041', `health ${key} must be a duration between 10ms and 1h such as 1s or 500ms, not ${describeNode(n)}`, n.loc);
-      return fallback;
-    }
-    return ms;
-  };
-  const intervalMs = dur('interval', from.intervalMs);
-  const timeoutMs = dur('timeout', r.has('interval') && !r.has('timeout') ? Math.min(from.timeoutMs, intervalMs) : from.timeoutMs);
+  const check = r.oneOf<HealthCheck['check']>('check')?.value ?? from.check;
+  const intervalMs = r.duration('interval', 'health interval')?.value ?? from.intervalMs;
+  const timeoutMs = r.duration('timeout', 'health timeout')?.value ?? (r.has('interval') && !r.has('timeout') ? Math.min(from.timeoutMs, intervalMs) : from.timeoutMs);
   if (timeoutMs > intervalMs) bag.error('LBC2042', `health timeout (${timeoutMs}ms) must not exceed the interval (${intervalMs}ms)`, r.loc('timeout') ?? node.loc);
-  const rise = r.integer('rise', 1, 100)?.value ?? from.rise;
-  const fall = r.integer('fall', 1, 100)?.value ?? from.fall;
-  const port = r.integer('port', 1, 65535)?.value ?? from.port;
+  const rise = r.integer('rise')?.value ?? from.rise;
+  const fall = r.integer('fall')?.value ?? from.fall;
+  const port = r.integer('port')?.value ?? from.port;
 
   const httpKeys = ['path', 'status', 'host', 'method'];
   const bannerKeys = ['send', 'expect'];
@@ -349,36 +303,19 @@ function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): 
   let http: HealthCheck['http'] = null;
   if (check === 'http') {
     const prev = from.check === 'http' ? from.http : null;
-    const path = r.string('path');
-    if (path && !/^\/[\x21-\x7e]*$/.test(path.value)) bag.error('LBC2044', 'health path must start with "/" and contain no spaces or control characters', path.loc);
-    if (path && /["\\]/.test(path.value)) bag.error('LBC2044', 'health path must not contain quotes or backslashes', path.loc);
-    const status = r.integer('status', 100, 599);
-    const host = r.string('host');
-    if (host && !/^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(host.value)) bag.error('LBC2044', 'health host must be a host name (letters, digits, "." and "-")', host.loc);
-    const method = r.oneOf('method', ['GET', 'HEAD'] as const);
     http = {
-      path: path?.value ?? prev?.path ?? '/',
-      status: status?.value ?? prev?.status ?? 200,
-      host: host?.value ?? prev?.host ?? null,
-      method: method?.value ?? prev?.method ?? 'GET',
+      path: r.text('path')?.value ?? prev?.path ?? defaultOf('health', 'path'),
+      status: r.integer('status')?.value ?? prev?.status ?? defaultOf('health', 'status'),
+      host: r.text('host')?.value ?? prev?.host ?? null,
+      method: r.oneOf<'GET' | 'HEAD'>('method')?.value ?? prev?.method ?? defaultOf('health', 'method'),
     };
   }
   let banner: HealthCheck['banner'] = null;
   if (check === 'banner') {
     const prev = from.check === 'banner' ? from.banner : null;
-    const send = r.string('send');
-    if (send && (!/^[\x20-\x7e\r\n\t]*$/.test(send.value) || send.value.length > 512)) bag.error('LBC2045', 'health send must be printable ASCII (\\r, \\n and \\t allowed), at most 512 characters', send.loc);
-    const expect = r.scalar('expect');
-    let expectText: string | undefined;
-    if (expect) {
-      if (typeof expect.value === 'string' || typeof expect.value === 'number') expectText = String(expect.value);
-      else bag.error('LBC2045', `health expect must be text such as "220", not ${describeNode(expect)}`, expect.loc);
-      if (expectText !== undefined && (!SAFE_TEXT.test(expectText) || expectText.length === 0 || expectText.length > 256)) {
-        bag.error('LBC2045', 'health expect must be 1-256 printable ASCII characters', expect.loc);
-      }
-    }
-    const exp = expectText ?? prev?.expect;
-    if (exp === undefined) bag.error('LBC2046', 'check: banner needs "expect" (the start of the first line the backend sends, e.g. "220")', node.loc);
+    const send = r.text('send');
+    const exp = r.text('expect')?.value ?? prev?.expect;
+    if (exp === undefined && !r.has('expect')) bag.error('LBC2046', 'check: banner needs "expect" (the start of the first line the backend sends, e.g. "220")', node.loc);
     banner = { send: send?.value ?? prev?.send ?? null, expect: exp ?? '' };
   }
   if (bag.items.slice(before).some((d) => d.severity === 'error')) return null;

@@ -310,6 +310,15 @@ describe('lbc CLI: formats for CI', () => {
   });
 });
 
+describe('lbc CLI: schema', () => {
+  it('prints the shipped JSON Schema', () => {
+    const r = lbc(['schema']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(readFileSync(join(repo, 'schema/lbc-spec.schema.json'), 'utf8'));
+    expect(JSON.parse(r.stdout).$schema).toBe('https://json-schema.org/draft/2020-12/schema');
+  });
+});
+
 describe('lbc CLI: apply', () => {
   it('apply --dry-run prints the commands without running them', () => {
     rmSync(calls, { force: true });

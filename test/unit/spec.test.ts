@@ -124,6 +124,15 @@ services:
     for (const e of errs) expect(e.location?.line).toBeGreaterThan(0);
   });
 
+  it('refuses a duration without a unit in every duration field, saying which units there are', () => {
+    for (const [field, value] of [['sticky: ', '600'], ['health: { interval: ', '5 }'], ['health: { interval: ', '5000 }'], ['health: { timeout: ', '1 }']] as const) {
+      const out = lines(`version: 1\nservices:\n  - name: x\n    port: 80\n    ${field}${value}\n    backends: ["10.1.1.1"]\n`);
+      expect(out, field + value).toHaveLength(1);
+      const n = value.replace(/\D/g, '');
+      expect(out[0]).toMatch(new RegExp(`^s\\.yaml:5:${field.length + 5}: error: (sticky|health \\w+) needs a unit \\(ms, s, m, h(, d)?\\): a bare number such as ${n} is ambiguous[\\s\\S]*note: write ${n}s for seconds or ${n}ms for milliseconds`));
+    }
+  });
+
   it('refuses duplicate names and services claiming the same traffic', () => {
     const out = lines(`version: 1
 services:

@@ -1,18 +1,17 @@
 /** `lbc apply SPEC --target T`: load the configuration on this host, atomically and idempotently. */
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
-import type { CliCommand } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
 import { applyTier, tierOptions } from '../../targets/tier/apply.js';
+import { summarize } from '../../targets/lifecycle.js';
 import { compileReported, loadIR, tierArgs } from './common.js';
 
 export const applyCommand: CliCommand = {
   usage: 'apply <spec>',
   describe: 'load the configuration on this host, atomically and idempotently',
   options: (y) =>
-    tierArgs(y)
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    tierArgs(withSpec(y))
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to load (iptables, ip6tables, nftables, pf, pf-openbsd, ipnat)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
       .option('full', { type: 'boolean', default: false, describe: 'load the whole ruleset even when lbc knows only part of it changed' }),
@@ -22,10 +21,12 @@ export const applyCommand: CliCommand = {
       throw new LbcError([{ code: 'LBC4004', severity: 'error', message: `target ${def.name} cannot be applied on this host`, notes: ['compile it with -o and load the files on the host they are for'] }]);
     }
     const ir = loadIR(args, out);
-    const emit = { specPath: specPathOf(specArg(args)), ...tierOptions(args) };
+    const spec = specPathOf(specArg(args));
+    const emit = { specPath: spec, ...tierOptions(args) };
     const { files } = compileReported(ir, def, emit, out);
+    const meta = summarize({ ...ir, services: ir.services.filter((s) => def.families.includes(s.family)) }, spec);
     // --run-dir keeps apply's record of the last load there too, so nodes sharing a host keep theirs apart.
-    const ctx = { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l), stateDir: emit.runDir }), fullApply: Boolean(args.full) };
+    const ctx = { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l), stateDir: emit.runDir }), fullApply: Boolean(args.full), meta };
     await def.apply(files, ctx);
     await applyTier(def, ir, files, ctx, emit);
     return 0;

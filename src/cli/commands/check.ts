@@ -6,8 +6,7 @@
 import { LbcError, type Diagnostic } from '../../diagnostics/diagnostic.js';
 import { compileForTarget, type TargetDefinition } from '../../targets/target.js';
 import { targetNames } from '../../targets/registry.js';
-import type { CliCommand } from '../command.js';
-import { specArg, specPathOf } from '../command.js';
+import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { describeService } from '../describe.js';
 import { diagnosticJson } from '../report.js';
 import { resolveTarget } from '../targets.js';
@@ -47,8 +46,7 @@ export const checkCommand: CliCommand = {
   usage: 'check <spec>',
   describe: 'validate the spec and say, per target, whether it compiles there and why not (exit 1 if any judged target refuses)',
   options: (y) =>
-    y
-      .positional('spec', { type: 'string', describe: 'the spec file (YAML or JSON), or - for standard input' })
+    withSpec(y)
       .option('target', { alias: 't', type: 'string', array: true, describe: 'judge only these targets (default: every target)' })
       .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'describe every service and show every reason' }),
   async run(args, out) {

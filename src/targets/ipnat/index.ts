@@ -10,6 +10,7 @@ import { ipnatTier } from '../carp/index.js';
 import { capabilities } from './capabilities.js';
 import { emitIpnat } from './emit.js';
 import { ipnatAgentDriver, ipnatApply } from '../../agent-bsd/ipnat.js';
+import { bsdPlan, ipnatRemove, ipnatStatus } from '../../agent-bsd/lifecycle.js';
 
 export const ipnatTarget: TargetDefinition = {
   name: 'ipnat',
@@ -20,4 +21,7 @@ export const ipnatTarget: TargetDefinition = {
   apply: ipnatApply,
   agentDriver: ipnatAgentDriver,
   tier: ipnatTier('ipf.rules'),
+  remove: ipnatRemove,
+  status: ipnatStatus,
+  plan: (files, ctx) => bsdPlan('ipnat', files, ctx),
 };
