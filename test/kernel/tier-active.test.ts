@@ -17,6 +17,7 @@ import { bucketOf } from './harness/jhash.js';
 import { applyNode, conntrackSources, kernelOwned, owners, specIR, startKeepalived, writeKeepalivedFiles, type NodeRun } from './harness/tier-node.js';
 import { buckets, partitionSeed } from '../../src/targets/tier/plan.js';
 import type { IR } from '../../src/ir/types.js';
+import { TARGETS } from '../../src/targets/registry.js';
 
 const SOURCES = 240;
 const NODES = 3;
@@ -169,5 +170,22 @@ for (const target of ['nftables', 'iptables'] as const) {
       // No echo missing: numbered lines came back in order, none lost.
       rec.replies.forEach((x, i) => expect(x.n).toBe(i));
     }, 90_000);
+
+    it('lbc remove takes out the services, the tier\'s rules, the vips and the MAC, and nothing else', async () => {
+      const def = TARGETS.get(target)!;
+      const r = runs[1];
+      const ctx = { ...topo.applyContext(r.node), stateDir: r.dir };
+      await def.remove!(ctx);
+      await def.tier!.remove!(ctx, r.dir);
+      const addrs = (await topo.exec(r.node, ['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout;
+      expect(addrs).not.toContain(TIER_ADDR.vip);
+      expect(addrs).toContain(TIER_ADDR.node(1));
+      expect((await topo.exec(r.node, ['ip', 'maddr', 'show', 'dev', 'eth0'])).stdout).not.toContain('03:4c:42');
+      if (target === 'nftables') expect((await topo.exec(r.node, ['nft', 'list', 'tables'])).stdout).not.toMatch(/lbc/);
+      else {
+        expect((await topo.exec(r.node, ['iptables-save'])).stdout).not.toMatch(/LBC/);
+        expect((await topo.exec(r.node, ['arptables-save'])).stdout).not.toContain('LBCT');
+      }
+    });
   });
 }

@@ -68,7 +68,7 @@ describe('balancers block', () => {
     expect(out).toEqual([
       expect.stringMatching(/^s\.yaml:3:9: error: "mode" in balancers must be one of failover, active-active, not "hot-standby"/),
       expect.stringMatching(/^s\.yaml:4:7: error: "id" in balancers must be between 1 and 255, not 256/),
-      expect.stringMatching(/^s\.yaml:5:11: error: advert must be a duration from 10ms/),
+      expect.stringMatching(/^s\.yaml:5:11: error: advert must be between 10ms and 40950ms \(VRRPv3 counts centiseconds\), not 5ms/),
       expect.stringMatching(/^s\.yaml:6:14: error: interface "eth 0" is not a valid interface name/),
       expect.stringMatching(/^s\.yaml:7:16: error: secret-file must be an absolute path/),
       expect.stringMatching(/^s\.yaml:8:8: error: mac must be a multicast Ethernet address/),
@@ -94,7 +94,7 @@ describe('balancers block', () => {
     const out = errors(
       block('  mode: failover\n  id: 1\n  interface: em0\n  sync: { interface: em2 }\n  gateway: { interface: em1, address: 10.0.0.254 }\n  nodes: [{ name: a, address: 192.0.2.2 }, { name: b, address: 192.0.2.3, sync-address: 10.9.0.2 }]\n'),
     );
-    expect(out).toEqual([expect.stringContaining('gateway address needs its prefix length'), expect.stringContaining('with "sync", every node needs a "sync-address"')]);
+    expect(out).toEqual([expect.stringContaining('gateway address must be an address with its prefix length'), expect.stringContaining('with "sync", every node needs a "sync-address"')]);
   });
 
   it('wants single-address vips that are nobody\'s own address', () => {

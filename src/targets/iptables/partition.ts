@@ -19,7 +19,7 @@ import type { Family } from '../../ir/types.js';
 import type { ApplyContext, OutputFile } from '../target.js';
 import { headerLines } from '../text.js';
 import type { TierEmitContext, TierHooks } from '../tier/features.js';
-import { applyLinuxTier, linuxTierCapabilities, type LinuxFlavor } from '../tier/linux.js';
+import { applyLinuxTier, linuxTierCapabilities, removeTierAddresses, type LinuxFlavor } from '../tier/linux.js';
 import { backendAddresses, bucketCount, clusterMac, hex32, LINUX_NAMES, partitionSeed, tierVips } from '../tier/plan.js';
 
 const PRE = LINUX_NAMES.iptChain;
@@ -154,6 +154,22 @@ export function iptablesTier(flavor: LinuxFlavor, canApply = true): TierHooks {
                 await ensureJump(ctx, 'arptables', ['-I', 'OUTPUT', '-j', ARP]);
               },
             });
+          },
+          async remove(ctx: ApplyContext, runDir: string) {
+            const tool = families[0] === 'ipv4' ? 'iptables' : 'ip6tables';
+            const save = await ctx.query([`${tool}-save`, '-t', 'mangle']);
+            const chains = [PRE, PART].filter((c) => save.includes(`\n:${c} `));
+            if (chains.length) {
+              ctx.log(`${tool}: removing the balancer tier's chains ${chains.join(', ')}`);
+              const jump = save.includes(`\n-A PREROUTING -j ${PRE}\n`) ? [`-D PREROUTING -j ${PRE}`] : [];
+              await ctx.run([`${tool}-restore`, '--noflush'], ['*mangle', ...jump, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n'));
+            }
+            if (tool === 'iptables' && (await ctx.query(['arptables', '-L', ARP, '-n']).then(() => true, () => false))) {
+              await ctx.run(['arptables', '-D', 'OUTPUT', '-j', ARP]).catch(() => {});
+              await ctx.run(['arptables', '-F', ARP]);
+              await ctx.run(['arptables', '-X', ARP]);
+            }
+            await removeTierAddresses(ctx, runDir);
           },
         }
       : {}),

@@ -30,7 +30,7 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, OutputFile } from '../target.js';
 import { headerLines } from '../text.js';
 import type { TierEmitContext, TierHooks } from '../tier/features.js';
-import { applyLinuxTier, linuxTierCapabilities, type TierLoad } from '../tier/linux.js';
+import { applyLinuxTier, linuxTierCapabilities, removeTierAddresses, type TierLoad } from '../tier/linux.js';
 import { backendAddresses, bucketCount, clusterMac, hex32, LINUX_NAMES, partitionSeed, tierVips } from '../tier/plan.js';
 
 export const TIER_FILE = 'lbc-tier.nft';
@@ -141,5 +141,14 @@ export const nftablesTier: TierHooks = {
     if (!files.some((f) => f.name === TIER_FILE)) throw new LbcError([{ code: 'LBC5001', severity: 'error', message: `nftables: no ${TIER_FILE} among the files` }]);
     const load: TierLoad = { loadRules: (owned) => loadNft(ctx, nftTierText(tier, owned)) };
     await applyLinuxTier(ctx, tier, load);
+  },
+  async remove(ctx, runDir) {
+    const tables = (await ctx.query(['nft', 'list', 'tables'])).split('\n').map((l) => l.trim());
+    for (const family of ['inet', 'arp']) {
+      if (!tables.includes(`table ${family} ${T}`)) continue;
+      ctx.log(`nftables: deleting table ${family} ${T} (the balancer tier)`);
+      await ctx.run(['nft', 'delete', 'table', family, T]);
+    }
+    await removeTierAddresses(ctx, runDir);
   },
 };

@@ -37,6 +37,8 @@ export interface TierHooks {
   files(files: OutputFile[], ctx: TierEmitContext): OutputFile[];
   /** Load what files() added, after the target's own apply loaded its part (the same context files() had). */
   apply?(files: OutputFile[], ctx: ApplyContext, tier: TierEmitContext): Promise<void>;
+  /** `lbc remove`: take out what apply() loaded (and the addresses it added, recorded in the run directory). */
+  remove?(ctx: ApplyContext, runDir: string): Promise<void>;
 }
 
 export interface TierFeatureUse {

@@ -16,7 +16,7 @@
  *    no longer has are removed (RUN/tier-vips records them).
  * Everything is idempotent: a second apply changes nothing.
  */
-import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApplyContext, Support } from '../target.js';
 import type { TierEmitContext, TierFeature, TierRule } from './features.js';
@@ -133,4 +133,27 @@ async function ensureAddresses(ctx: ApplyContext, t: TierEmitContext): Promise<v
     mkdirSync(t.runDir, { recursive: true, mode: 0o755 });
     writeFileSync(record, [...wanted.map((v) => `vip ${v} ${dev}\n`), `mac ${mac} ${dev}\n`].join(''));
   }
+}
+
+/** The vips and MAC an earlier apply added (RUN/tier-vips), as [kind, value, interface]. */
+function recorded(runDir: string): string[][] {
+  try {
+    return readFileSync(join(runDir, VIPS_RECORD), 'utf8').split('\n').map((l) => l.split(' ')).filter((w) => w.length === 3 && (w[0] === 'vip' || w[0] === 'mac'));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * `lbc remove` of a node: the addresses and the MAC apply added (from its record), after the target's
+ * hook took out the tier's rules. keepalived, conntrackd and their files are the operator's to stop.
+ */
+export async function removeTierAddresses(ctx: ApplyContext, runDir: string): Promise<void> {
+  const present = new Map<string, string>();
+  for (const [kind, value, dev] of recorded(runDir)) {
+    if (!present.has(dev)) present.set(dev, await ctx.query(['ip', '-o', '-4', 'addr', 'show', 'dev', dev]).catch(() => ''));
+    if (kind === 'vip' && present.get(dev)!.includes(`inet ${value}/32`)) await ctx.run(['ip', 'addr', 'del', `${value}/32`, 'dev', dev]);
+    if (kind === 'mac') await ctx.run(['ip', 'maddr', 'del', value, 'dev', dev]).catch(() => ctx.log(`tier: ${value} was not joined on ${dev}`));
+  }
+  if (!ctx.dryRun) rmSync(join(runDir, VIPS_RECORD), { force: true });
 }
