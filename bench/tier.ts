@@ -14,7 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createTierTopology, TIER_ADDR, waitFor, type TierTopology } from '../test/kernel/harness/tier.js';
-import { applyNode, owners, specIR, startConntrackd, startKeepalived, writeKeepalivedFiles, type NodeRun } from '../test/kernel/harness/tier-node.js';
+import { activeSpec, applyNode, failoverSpec, owners, specIR, startConntrackd, startKeepalived, writeKeepalivedFiles, type NodeRun } from '../test/kernel/harness/tier-node.js';
 import { bucketOf } from '../test/kernel/harness/jhash.js';
 import { buckets, partitionSeed } from '../src/targets/tier/plan.js';
 import { median } from './lib/proc.js';
@@ -30,38 +30,6 @@ if (!(RUNS >= 1 && RUNS <= 50)) {
   process.exit(2);
 }
 const log = (s: string) => process.stderr.write(`[bench:tier] ${s}\n`);
-
-function failoverSpec(advert: string): string {
-  return `version: 1
-balancers:
-  mode: failover
-  id: 51
-  advert: ${advert}
-  interface: eth0
-  gateway: { interface: eth1, address: ${TIER_ADDR.gateway}/24 }
-  sync: { interface: eth2 }
-  nodes:
-    - { name: n1, address: ${TIER_ADDR.node(0)}, sync-address: ${TIER_ADDR.nodeSync(0)} }
-    - { name: n2, address: ${TIER_ADDR.node(1)}, sync-address: ${TIER_ADDR.nodeSync(1)} }
-services:
-  - { name: web, vip: ${TIER_ADDR.vip}, port: 80, backends: [${TIER_ADDR.backends[0]}:8080, ${TIER_ADDR.backends[1]}:8080] }
-  - { name: echo, vip: ${TIER_ADDR.vip}, port: 7, backends: [${TIER_ADDR.backends[0]}:7007] }
-`;
-}
-
-function activeSpec(advert: string): string {
-  return `version: 1
-balancers:
-  mode: active-active
-  id: 60
-  advert: ${advert}
-  interface: eth0
-  nodes:
-${[0, 1, 2].map((i) => `    - { name: n${i + 1}, address: ${TIER_ADDR.node(i)} }`).join('\n')}
-services:
-  - { name: web, vip: ${TIER_ADDR.vip}, port: 80, backends: [":8080"] }
-`;
-}
 
 async function holds(topo: TierTopology, node: string): Promise<boolean> {
   const { stdout } = await topo.exec(node, ['ip', '-o', '-4', 'addr', 'show']);
@@ -105,7 +73,7 @@ async function failoverRun(advert: string): Promise<{ takeover: number; silence:
 async function activeRun(advert: string): Promise<number> {
   const topo = await createTierTopology({ nodes: 3, clientSources: 200 });
   try {
-    const ir = specIR(activeSpec(advert));
+    const ir = specIR(activeSpec(3, advert));
     const tier = ir.balancers!;
     const runs: NodeRun[] = topo.nodes.map((n) => ({ node: n, dir: topo.runDir(n) }));
     for (const r of runs) {

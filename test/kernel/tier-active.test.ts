@@ -14,34 +14,13 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { kernelSuite } from './harness/index.js';
 import { createTierTopology, TIER_ADDR, waitFor, type TierTopology } from './harness/tier.js';
 import { bucketOf } from './harness/jhash.js';
-import { applyNode, conntrackSources, kernelOwned, owners, specIR, startKeepalived, writeKeepalivedFiles, type NodeRun } from './harness/tier-node.js';
+import { activeSpec, applyNode, conntrackSources, kernelOwned, owners, specIR, startKeepalived, writeKeepalivedFiles, type NodeRun } from './harness/tier-node.js';
 import { buckets, partitionSeed } from '../../src/targets/tier/plan.js';
 import type { IR } from '../../src/ir/types.js';
 import { TARGETS } from '../../src/targets/registry.js';
 
 const SOURCES = 240;
 const NODES = 3;
-
-function spec(target: string): string {
-  return `version: 1
-balancers:
-  mode: active-active
-  id: 60
-  interface: eth0
-  nodes:
-${Array.from({ length: NODES }, (_, i) => `    - { name: n${i + 1}, address: ${TIER_ADDR.node(i)} }`).join('\n')}
-services:
-  - name: web
-    vip: ${TIER_ADDR.vip}
-    port: 80
-    backends: [":8080"]
-  - name: echo
-    vip: ${TIER_ADDR.vip}
-    port: 7
-    backends: [":7007"]
-# ${target}
-`;
-}
 
 for (const target of ['nftables', 'iptables'] as const) {
   kernelSuite(`balancer tier: active-active, ${target}`, ['keepalived', 'nft', 'iptables', 'arptables', 'conntrack', 'flock'], () => {
@@ -67,7 +46,7 @@ for (const target of ['nftables', 'iptables'] as const) {
 
     beforeAll(async () => {
       topo = await createTierTopology({ nodes: NODES, clientSources: SOURCES });
-      ir = specIR(spec(target));
+      ir = specIR(activeSpec(NODES));
       runs = topo.nodes.map((n) => ({ node: n, dir: topo.runDir(n) }));
       for (const r of runs) {
         await topo.startServers(r.node, [{ protocol: 'tcp', address: '0.0.0.0', port: 8080, id: r.node }]);
@@ -110,7 +89,7 @@ for (const target of ['nftables', 'iptables'] as const) {
       const again = await answered(sources.slice(0, 60));
       for (const [s, n] of again) expect(n).toBe(expected.get(s));
       const before = target === 'nftables' ? await Promise.all(topo.nodes.map((n) => kernelOwned(topo, n))) : null;
-      const changed = specIR(spec(target).replace('port: 7\n', 'port: 7\n    mode: random\n'));
+      const changed = specIR(activeSpec(NODES).replace('port: 7, backends', 'port: 7, mode: random, backends'));
       for (const r of runs) await applyNode(topo, changed, target, r);
       if (before) expect(await Promise.all(topo.nodes.map((n) => kernelOwned(topo, n)))).toEqual(before);
       const after = await answered(sources.slice(60, 120));

@@ -13,33 +13,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { kernelSuite, tally } from './harness/index.js';
 import { createTierTopology, TIER_ADDR, waitFor, type TierTopology } from './harness/tier.js';
-import { applyNode, specIR, startConntrackd, startKeepalived, writeKeepalivedFiles, type NodeRun } from './harness/tier-node.js';
+import { applyNode, failoverSpec, specIR, startConntrackd, startKeepalived, writeKeepalivedFiles, type NodeRun } from './harness/tier-node.js';
 import { readFileSync } from 'node:fs';
 import type { IR } from '../../src/ir/types.js';
-
-function spec(): string {
-  return `version: 1
-balancers:
-  mode: failover
-  id: 51
-  interface: eth0
-  gateway: { interface: eth1, address: ${TIER_ADDR.gateway}/24 }
-  sync: { interface: eth2 }
-  nodes:
-    - { name: n1, address: ${TIER_ADDR.node(0)}, sync-address: ${TIER_ADDR.nodeSync(0)} }
-    - { name: n2, address: ${TIER_ADDR.node(1)}, sync-address: ${TIER_ADDR.nodeSync(1)} }
-services:
-  - name: web
-    vip: ${TIER_ADDR.vip}
-    port: 80
-    mode: nth
-    backends: [${TIER_ADDR.backends[0]}:8080, ${TIER_ADDR.backends[1]}:8080]
-  - name: echo
-    vip: ${TIER_ADDR.vip}
-    port: 7
-    backends: [${TIER_ADDR.backends[0]}:7007]
-`;
-}
 
 for (const target of ['nftables', 'iptables'] as const) {
   kernelSuite(`balancer tier: failover pair with conntrackd, ${target}`, ['keepalived', 'conntrackd', 'nft', 'iptables', 'conntrack', 'flock'], () => {
@@ -64,7 +40,7 @@ for (const target of ['nftables', 'iptables'] as const) {
 
     beforeAll(async () => {
       topo = await createTierTopology({ nodes: 2, back: true, sync: true });
-      ir = specIR(spec());
+      ir = specIR(failoverSpec());
       runs = topo.nodes.map((n) => ({ node: n, dir: topo.runDir(n) }));
       await topo.startServers('be', TIER_ADDR.backends.slice(0, 2).map((a, i) => ({ protocol: 'tcp' as const, address: a, port: 8080, id: `b${i}` })));
       await topo.startEcho('be', [{ protocol: 'tcp', address: TIER_ADDR.backends[0], port: 7007, id: 'b0' }]);

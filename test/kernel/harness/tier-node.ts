@@ -8,7 +8,7 @@ import { compile, parseSpec } from '../../../src/index.js';
 import type { IR } from '../../../src/ir/types.js';
 import { TARGETS } from '../../../src/targets/registry.js';
 import { applyTier } from '../../../src/targets/tier/apply.js';
-import type { TierTopology } from './tier.js';
+import { TIER_ADDR, type TierTopology } from './tier.js';
 
 export interface NodeRun {
   node: string;
@@ -88,4 +88,39 @@ export async function conntrackSources(topo: TierTopology, node: string, vip: st
     if (m) out.add(m[1]);
   }
   return out;
+}
+
+/** The failover pair of the tests and the bench: vip and gateway moved together, conntrackd on eth2; web (nth) and echo. */
+export function failoverSpec(advert = '1s'): string {
+  return `version: 1
+balancers:
+  mode: failover
+  id: 51
+  advert: ${advert}
+  interface: eth0
+  gateway: { interface: eth1, address: ${TIER_ADDR.gateway}/24 }
+  sync: { interface: eth2 }
+  nodes:
+    - { name: n1, address: ${TIER_ADDR.node(0)}, sync-address: ${TIER_ADDR.nodeSync(0)} }
+    - { name: n2, address: ${TIER_ADDR.node(1)}, sync-address: ${TIER_ADDR.nodeSync(1)} }
+services:
+  - { name: web, vip: ${TIER_ADDR.vip}, port: 80, mode: nth, backends: [${TIER_ADDR.backends[0]}:8080, ${TIER_ADDR.backends[1]}:8080] }
+  - { name: echo, vip: ${TIER_ADDR.vip}, port: 7, backends: [${TIER_ADDR.backends[0]}:7007] }
+`;
+}
+
+/** The active-active cluster of the tests and the bench: every node serves web (port 8080) and echo (7007) itself. */
+export function activeSpec(nodes: number, advert = '1s'): string {
+  return `version: 1
+balancers:
+  mode: active-active
+  id: 60
+  advert: ${advert}
+  interface: eth0
+  nodes:
+${Array.from({ length: nodes }, (_, i) => `    - { name: n${i + 1}, address: ${TIER_ADDR.node(i)} }`).join('\n')}
+services:
+  - { name: web, vip: ${TIER_ADDR.vip}, port: 80, backends: [":8080"] }
+  - { name: echo, vip: ${TIER_ADDR.vip}, port: 7, backends: [":7007"] }
+`;
 }

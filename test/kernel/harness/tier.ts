@@ -30,14 +30,14 @@
  *   whatever a failed run left behind.
  * Every command, wait and connection is bounded in time.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ApplyContext } from '../../../src/targets/target.js';
-import type { ConnectOptions, ConnResult, Listener } from './index.js';
+import { run, type ConnectOptions, type ConnResult, type ExecResult, type Listener } from './index.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -61,22 +61,6 @@ export interface TierTopologyOptions {
   back?: boolean;
   sync?: boolean;
   clientSources?: number;
-}
-
-interface ExecResult {
-  stdout: string;
-  stderr: string;
-}
-
-function run(argv: string[], stdin?: string, timeoutMs = 60_000): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${argv.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve({ stdout, stderr });
-    });
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(stdin ?? '');
-  });
 }
 
 const live = new Set<TierTopology>();
