@@ -78,6 +78,7 @@ for (const target of ['nftables', 'iptables'] as const) {
         process.stdout.write(`n2 external:\n${ext.stdout}\nn1 internal:\n${int.stdout}\nn1 kernel:\n${ct.stdout}\n${topo.output('conntrackd-n1')}\n${topo.output('conntrackd-n2')}\n`);
       }
       expect(copied, 'n2 has the connection in its external cache').not.toBeNull();
+      const before = stream.echoes();
       const t0 = await topo.crash('n1');
       const took = await waitFor(async () => holds('n2'), 30_000, 20);
       expect(took, 'n2 holds the vip and the gateway within 30 s').not.toBeNull();
@@ -87,7 +88,11 @@ for (const target of ['nftables', 'iptables'] as const) {
         return r[0].backend !== null;
       }, 30_000, 50);
       expect(again).not.toBeNull();
-      await new Promise((r) => setTimeout(r, 1500));
+      // The connection comes back with TCP's next retransmission, whose backoff (0.2, 0.4, 0.8, 1.6, 3.2 s …)
+      // can put it seconds after the takeover on a loaded machine: wait for it, generously.
+      const back = await waitFor(async () => stream.echoes() > before + 5, 30_000, 50);
+      if (back === null) process.stdout.write(`n2 conntrack:\n${(await topo.exec('n2', ['conntrack', '-L', '-p', 'tcp', '--orig-port-dst', '7'])).stdout}\n${topo.output('conntrackd-n2').slice(-1500)}\n`);
+      expect(back, 'the established connection echoes again within 30 s of the takeover').not.toBeNull();
       const rec = await stream.stop();
       expect(rec.error, 'the established connection survived').toBeNull();
       const after = rec.replies.filter((x) => x.t > t0);
