@@ -51,7 +51,7 @@ export interface Pool {
 export interface RuleHead {
   interface: string | null;
   af: PfFamily | null;
-  proto: 'tcp' | 'udp' | null;
+  proto: 'tcp' | 'udp' | 'carp' | 'pfsync' | null;
   all: boolean;
   src: HostSpec | null;
   srcPort: PortRange | null;
@@ -86,7 +86,7 @@ export interface FilterStmt extends RuleHead {
   tag: string | null;
   tagged: string | null;
   /** null: no explicit keep state. */
-  keepState: { options: Record<string, number> } | null;
+  keepState: { options: Record<string, number>; noSync: boolean } | null;
   /** In (0, 1]; null when absent. */
   probability: number | null;
   rdrTo: Pool | null;
@@ -263,7 +263,7 @@ class AstBuilder extends BaseVisitor {
     return {
       interface: tok(ctx, 'ifname')?.image ?? null,
       af: af ? (af.image as PfFamily) : null,
-      proto: proto ? (proto.image as 'tcp' | 'udp') : null,
+      proto: proto ? (proto.image as RuleHead['proto']) : null,
       all: Boolean(tok(ctx, 'All')),
       src: node(ctx, 'src') ? (this.visit(node(ctx, 'src')!) as HostSpec) : null,
       srcPort: node(ctx, 'srcPort') ? (this.visit(node(ctx, 'srcPort')!) as PortRange) : null,
@@ -339,7 +339,7 @@ class AstBuilder extends BaseVisitor {
     if (tag && tag.image.length > TAG_NAME_MAX) fail(`tag too long, max ${TAG_NAME_MAX} chars`, tag);
     checkFamily(head, pool, rdrTok);
     // FreeBSD parse.y rdr_consistent.
-    if (head.proto === null && (head.srcPort || head.dstPort || pool?.port)) fail('dst port only applies to tcp/udp', rdrTok);
+    if (head.proto !== 'tcp' && head.proto !== 'udp' && (head.srcPort || head.dstPort || pool?.port)) fail('dst port only applies to tcp/udp', rdrTok);
     return { kind: 'rdr', line: lineOf(rdrTok), no, pass: Boolean(tok(ctx, 'Pass')), tag: tag?.image ?? null, pool, ...head };
   }
 
@@ -361,8 +361,13 @@ class AstBuilder extends BaseVisitor {
       } else if (tok(oc, 'Keep')) {
         if (st.keepState) fail('modulate or keep cannot be redefined', tok(oc, 'Keep'));
         const options: Record<string, number> = {};
+        let noSync = false;
         for (const so of nodes(oc, 'stateOpt')) {
           const sc = so.children as Ctx;
+          if (tok(sc, 'noSync')) {
+            noSync = true;
+            continue;
+          }
           const name = tok(sc, 'name')!;
           if (name.image !== 'max') {
             if (!TIMEOUT_NAMES.has(name.image)) fail(`illegal timeout name ${name.image}`, name);
@@ -371,7 +376,7 @@ class AstBuilder extends BaseVisitor {
           if (name.image in options) fail(`state timeout ${name.image} multiple definitions`, name);
           options[name.image] = Number(tok(sc, 'value')!.image);
         }
-        st.keepState = { options };
+        st.keepState = { options, noSync };
       } else if (tok(oc, 'probability')) {
         const p = tok(oc, 'probability')!;
         const v = p.image.endsWith('%') ? Number(p.image.slice(0, -1)) / 100 : Number(p.image);
@@ -388,7 +393,7 @@ class AstBuilder extends BaseVisitor {
     }
     // parse.y filter_consistent / OpenBSD rule_consistent.
     if (st.keepState && action !== 'pass') fail('keep state is great, but only for pass rules', actionTok);
-    if (head.proto === null && (head.srcPort || head.dstPort)) fail('port only applies to tcp/udp', actionTok);
+    if (head.proto !== 'tcp' && head.proto !== 'udp' && (head.srcPort || head.dstPort)) fail('port only applies to tcp/udp', actionTok);
     if (st.rdrTo) {
       if (st.direction === null) fail('nat-to and rdr-to require a direction', actionTok);
       if (action === 'block') fail('rdr-to is not valid on block rules', actionTok);

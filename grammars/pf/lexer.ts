@@ -64,6 +64,10 @@ export const Inet = kw('Inet', 'inet');
 export const Proto = kw('Proto', 'proto');
 export const Tcp = kw('Tcp', 'tcp');
 export const Udp = kw('Udp', 'udp');
+/** The balancer tier's pass rules: CARP advertisements and pfsync state messages (protocols 112 and 240). */
+export const Carp = kw('Carp', 'carp');
+export const Pfsync = kw('Pfsync', 'pfsync');
+export const NoSync = kw('NoSync', 'no-sync');
 export const From = kw('From', 'from');
 export const To = kw('To', 'to');
 export const All = kw('All', 'all');
@@ -91,8 +95,8 @@ export const allTokens: TokenType[] = [
   WhiteSpace, LineContinuation, Comment, Newline,
   LBrace, RBrace, LParen, RParen, Comma, Arrow, Lt, Gt, Slash, QuotedString,
   Percent, Ipv6Address, Ipv4Address, Colon, Star, HexKey, NumberLit,
-  Table, Persist, Const, Counters, Weight, RdrTo, Rdr, No, Pass, Match, Block, Inet6, Inet, In, Out, Quick, On,
-  Proto, Tcp, Udp, From, To, All, Any, Port, Tagged, Tag, Keep, State, Probability, Flags, Label,
+  Table, Persist, Const, Counters, Weight, RdrTo, Rdr, NoSync, No, Pass, Match, Block, Inet6, Inet, In, Out, Quick, On,
+  Proto, Tcp, Udp, Carp, Pfsync, From, To, All, Any, Port, Tagged, Tag, Keep, State, Probability, Flags, Label,
   RoundRobin, Random, SourceHash, Bitmask, LeastStates, StickyAddress, Set, Timeout, Max,
   Word,
 ];

@@ -156,6 +156,7 @@ function requireSinglePort(st: RdrStmt | FilterStmt): number {
   if (!st.dstPort) throw new PfMeaningError(`line ${st.line}: translation without a destination port is not a balanced service`);
   if (st.dstPort.to !== null && st.dstPort.to !== st.dstPort.from) throw new PfMeaningError(`line ${st.line}: destination port ranges are not modelled`);
   if (!st.proto) throw new PfMeaningError(`line ${st.line}: protocol not given`);
+  if (st.proto !== 'tcp' && st.proto !== 'udp') throw new PfMeaningError(`line ${st.line}: a ${st.proto} rule is not a balanced service`);
   return st.dstPort.from;
 }
 
@@ -184,7 +185,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
     out.push({
       line: st.line,
       family: familyOf(st, st.pool),
-      protocol: st.proto!,
+      protocol: st.proto as 'tcp' | 'udp',
       interface: st.interface,
       destination: destinationOf(st.dst),
       port: dstPort,
@@ -234,7 +235,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
     out.push({
       line: first.line,
       family: familyOf(first, first.rdrTo!),
-      protocol: first.proto!,
+      protocol: first.proto as 'tcp' | 'udp',
       interface: first.interface,
       destination: destinationOf(first.dst),
       port: dstPort,

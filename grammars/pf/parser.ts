@@ -116,6 +116,8 @@ export class PfCstParser extends CstParser {
       this.OR2([
         { ALT: () => this.CONSUME(T.Tcp, { LABEL: 'proto' }) },
         { ALT: () => this.CONSUME(T.Udp, { LABEL: 'proto' }) },
+        { ALT: () => this.CONSUME(T.Carp, { LABEL: 'proto' }) },
+        { ALT: () => this.CONSUME(T.Pfsync, { LABEL: 'proto' }) },
       ]);
     });
     this.OR3([
@@ -316,10 +318,18 @@ export class PfCstParser extends CstParser {
 
   private stateOpt = this.RULE('stateOpt', () => {
     this.OR([
-      { ALT: () => this.CONSUME(T.Max, { LABEL: 'name' }) },
-      { ALT: () => this.CONSUME(T.Word, { LABEL: 'name' }) },
+      // parse.y state_opt_item: NOSYNC takes no value (the state is not sent to pfsync peers).
+      { ALT: () => this.CONSUME(T.NoSync, { LABEL: 'noSync' }) },
+      {
+        ALT: () => {
+          this.OR2([
+            { ALT: () => this.CONSUME(T.Max, { LABEL: 'name' }) },
+            { ALT: () => this.CONSUME(T.Word, { LABEL: 'name' }) },
+          ]);
+          this.CONSUME(T.NumberLit, { LABEL: 'value' });
+        },
+      },
     ]);
-    this.CONSUME(T.NumberLit, { LABEL: 'value' });
   });
 }
 

@@ -8,6 +8,8 @@ import type { Backend, IR, Service } from '../ir/types.js';
 import { FEATURES, featuresOf, type Feature } from '../targets/features.js';
 import type { TargetDefinition } from '../targets/target.js';
 import { supportFor } from '../targets/target.js';
+import { TIER_FEATURES, tierSupport, type TierFeature } from '../targets/tier/features.js';
+import type { Balancers } from '../ir/balancers.js';
 
 const at = { file: 'probe', line: 1, column: 1 };
 
@@ -85,14 +87,40 @@ export function matrixCell(target: TargetDefinition, feature: Feature): Cell {
   return s.level;
 }
 
+/** The tier probe: three IPv4 nodes on em0, the probe service's vip, one feature used at a time. */
+function tierProbe(feature: TierFeature): { tier: Balancers; ir: IR } {
+  const nodes = [0, 1, 2].map((i) => ({ index: i, name: `n${i + 1}`, address: `192.0.2.${i + 2}`, syncAddress: feature === 'tier.sync' ? `198.51.100.${i + 2}` : null, loc: at }));
+  const tier: Balancers = {
+    mode: feature === 'tier.active-active' ? 'active-active' : 'failover',
+    id: 51,
+    advertMs: feature === 'tier.advert-fine' ? 100 : 1000,
+    interface: 'em0',
+    gateway: null,
+    sync: feature === 'tier.sync' ? { interface: 'em2' } : null,
+    secretFile: null,
+    mac: null,
+    nodes,
+    loc: { block: at, mode: at, id: at, interface: at, nodes: at },
+  };
+  const svc = feature === 'tier.active-active' ? base({ backends: [backend(0, { address: null, port: 8080 })] }) : base();
+  return { tier, ir: { file: 'probe', services: [svc], balancers: tier } };
+}
+
+export function tierCell(target: TargetDefinition, feature: TierFeature): Cell {
+  const { tier, ir } = tierProbe(feature);
+  return tierSupport(target.tier, feature, tier, ir).level;
+}
+
 const MARK: Record<Cell, string> = { yes: '✓', approx: '≈', no: '✗', 'n/a': '–' };
 
 export function matrixMarkdown(targets: readonly TargetDefinition[]): string {
-  const shown = targets.filter((t) => t.name !== 'systemd');
+  // systemd and keepalived are written beside a firewall target, not instead of one.
+  const shown = targets.filter((t) => t.name !== 'systemd' && t.name !== 'keepalived');
   const head = `| feature | ${shown.map((t) => t.name).join(' | ')} |`;
   const rule = `|---|${shown.map(() => ':-:').join('|')}|`;
   const rows = (Object.keys(FEATURES) as Feature[]).map((f) => `| ${FEATURES[f]} | ${shown.map((t) => MARK[matrixCell(t, f)]).join(' | ')} |`);
-  return [head, rule, ...rows].join('\n') + '\n';
+  const tierRows = (Object.keys(TIER_FEATURES) as TierFeature[]).map((f) => `| ${TIER_FEATURES[f]} | ${shown.map((t) => MARK[tierCell(t, f)]).join(' | ')} |`);
+  return [head, rule, ...rows, ...tierRows].join('\n') + '\n';
 }
 
 export type { IR };

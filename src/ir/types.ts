@@ -12,6 +12,7 @@
  * - services are in the order the spec gives them.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
+import type { Balancers } from './balancers.js';
 
 export const MAX_SERVICE_NAME_LENGTH = 16;
 
@@ -101,6 +102,8 @@ export interface IR {
   /** The spec's file name, for messages. */
   file: string;
   services: Service[];
+  /** The machines that run the rules, when the spec describes more than one (balancers.ts). */
+  balancers?: Balancers;
 }
 
 /** Primary (non-backup) backends. */

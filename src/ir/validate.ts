@@ -12,6 +12,7 @@ import { describeNode } from '../spec/ast.js';
 import { BLOCKS, defaultOf, printable, type FieldType } from '../spec/definition.js';
 import { bitsOf, parseAddress } from './address.js';
 import { parseDuration } from './duration.js';
+import { readBalancers } from './balancers.js';
 import { enumValue, MapReader, readInteger } from './reader.js';
 import {
   HASH_FIELDS,
@@ -57,8 +58,9 @@ export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR 
     }
     checkAcrossServices(services, bag);
   }
+  const balancers = top.node('balancers') ? readBalancers(top.node('balancers')!, bag, services) : null;
   if (bag.hasErrors) return null;
-  return { file, services };
+  return balancers ? { file, services, balancers } : { file, services };
 }
 
 function validateService(node: SNode, bag: DiagnosticBag): Service | null {

@@ -59,7 +59,7 @@ export interface FieldDef {
   required?: boolean;
 }
 
-export type BlockName = 'spec' | 'service' | 'backend' | 'health';
+export type BlockName = 'spec' | 'service' | 'backend' | 'health' | 'balancers' | 'node' | 'gateway' | 'sync';
 
 export interface BlockDef {
   /** How messages name the block: `unknown field "x" in a service`. */
@@ -203,6 +203,109 @@ const SERVICE: BlockDef = {
   },
 };
 
+/** Node names (node1, lb-a): they reach keepalived.conf, script arguments and comments. */
+export const NODE_NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+/** Absolute, segments starting with a letter, digit or "_" (so no "." or ".."), nothing a shell or a config parser reads specially. */
+export const SAFE_PATH_RE = /^(?:\/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}){1,16}$/;
+/** RFC 5798 §5.2.7: Max Adver Int is 12 bits of centiseconds. */
+export const MAX_ADVERT_MS = 40_950;
+export const MAX_NODES = 16;
+
+const IFNAME_TEXT = {
+  kind: 'text',
+  pattern: IFNAME_RE,
+  invalid: { code: 'LBC2016', message: (v: string) => `interface "${printable(v)}" is not a valid interface name (a letter, then up to 14 letters, digits, '_', '.', '-')` },
+} as const;
+
+const NODE: BlockDef = {
+  what: 'a node',
+  title: 'Balancer node',
+  description: 'One machine of the balancer tier; its files are compiled with --node NAME.',
+  fields: {
+    name: {
+      type: {
+        kind: 'text',
+        pattern: NODE_NAME_RE,
+        invalid: { code: 'LBC2110', message: (v) => `node name "${printable(v)}" must be 1-32 lower-case letters, digits and '-', starting with a letter and not ending with '-'` },
+      },
+      required: true,
+      description: 'Unique name, 1-32 lower-case letters, digits and "-" (lbc compile --node NAME).',
+    },
+    address: { type: { kind: 'address', block: false }, required: true, description: "The node's own address on the tier's interface (VRRP's source address)." },
+    'sync-address': { type: { kind: 'address', block: false }, description: "With sync: the node's address on the sync link (conntrackd, pfsync's peer)." },
+  },
+};
+
+const GATEWAY: BlockDef = {
+  what: 'the gateway',
+  title: 'Gateway',
+  description: "Failover only: the backends' default route, an address the tier moves together with the vips.",
+  fields: {
+    interface: { type: IFNAME_TEXT, required: true, description: 'Where the backends reach the gateway.' },
+    address: {
+      type: {
+        kind: 'text',
+        pattern: /^(?:[0-9.]+|[0-9A-Fa-f:]+)\/\d{1,3}$/,
+        invalid: { code: 'LBC2106', message: (v) => `gateway address must be an address with its prefix length, such as 192.168.10.100/24, not "${printable(v)}"`, notes: ['the backends are on that network and use the address as their default route'] },
+      },
+      required: true,
+      description: 'The address with the prefix length of the backends\' network, e.g. 192.168.10.100/24.',
+    },
+  },
+};
+
+const SYNC: BlockDef = {
+  what: 'sync',
+  title: 'Connection-state sync',
+  description: 'Failover only: the link on which the nodes copy connection state (conntrackd on Linux, pfsync on the BSDs).',
+  fields: {
+    interface: { type: IFNAME_TEXT, required: true, description: 'The sync link; every node needs a sync-address on it.' },
+  },
+};
+
+const BALANCERS: BlockDef = {
+  what: 'balancers',
+  title: 'Balancer tier',
+  description: 'The machines that run the rules: a failover group (one node active, the vips move) or an active-active cluster (each node takes its share by source-address hash). Absent: one balancer.',
+  fields: {
+    mode: {
+      type: { kind: 'enum', values: ['failover', 'active-active'] },
+      required: true,
+      description: 'failover: one node holds the vips, the next takes them when it fails (VRRP / CARP); active-active: every node receives the vips\' traffic and keeps the clients hashed to buckets it owns.',
+    },
+    id: { type: { kind: 'integer', min: 1, max: 255 }, required: true, description: 'VRRP virtual router id / CARP vhid (1-255); active-active uses id … id+N·(N−1)−1, the gateway id+1 on CARP.' },
+    advert: {
+      type: { kind: 'duration', minMs: 10, maxMs: MAX_ADVERT_MS, code: 'LBC2102', example: '1s or 100ms', noun: 'an advertisement interval', about: 'VRRPv3 counts centiseconds' },
+      default: '1s',
+      description: 'Advertisement interval, 10ms to 40950ms in steps of 10ms (whole seconds on CARP).',
+    },
+    interface: { type: IFNAME_TEXT, required: true, description: 'Where the vips live.' },
+    gateway: { type: { kind: 'block', block: 'gateway' }, description: "Failover: the backends' default route, moved together with the vips." },
+    sync: { type: { kind: 'block', block: 'sync' }, description: 'Failover: connection-state sync between the nodes.' },
+    'secret-file': {
+      type: {
+        kind: 'text',
+        pattern: SAFE_PATH_RE,
+        invalid: { code: 'LBC2103', message: (v) => `secret-file must be an absolute path of letters, digits, ".", "_" and "-", not "${printable(v)}"`, notes: ["the path is written into the nodes' configuration, which reads the secret from it; the secret itself never appears in lbc's output"] },
+      },
+      description: 'A file on each node holding the CARP key, read there when the interfaces are configured; lbc never reads it.',
+    },
+    mac: {
+      type: {
+        kind: 'text',
+        pattern: /^(?![fF]{2}(?::[fF]{2}){5}$)[0-9a-fA-F][13579bdfBDF](?::[0-9a-fA-F]{2}){5}$/,
+        invalid: { code: 'LBC2104', message: (v) => `mac must be a multicast Ethernet address such as 03:4c:42:00:00:33 (lowest bit of the first byte set, not broadcast), not "${printable(v)}"`, notes: ['every node must receive every frame for the vip, so the vip resolves to a group address the switch floods'] },
+      },
+      description: 'Active-active: the multicast MAC the vips resolve to (default 03:4c:42:00:00:ID).',
+    },
+    nodes: {
+      type: { kind: 'list', items: [{ kind: 'block', block: 'node' }], minItems: 2, maxItems: MAX_NODES },
+      required: true,
+      description: `The nodes (2-${MAX_NODES}), in order of preference.`,
+    },
+  },
+};
+
 const SPEC: BlockDef = {
   what: 'the spec',
   title: 'lbc spec',
@@ -210,10 +313,11 @@ const SPEC: BlockDef = {
   fields: {
     version: { type: { kind: 'const', value: 1 }, required: true, description: 'The spec format version: 1.' },
     services: { type: { kind: 'list', items: [{ kind: 'block', block: 'service' }], minItems: 1 }, required: true, description: 'The balanced services.' },
+    balancers: { type: { kind: 'block', block: 'balancers' }, description: 'The machines that run the rules, when there are several (failover or active-active).' },
   },
 };
 
-export const BLOCKS: Readonly<Record<BlockName, BlockDef>> = { spec: SPEC, service: SERVICE, backend: BACKEND, health: HEALTH };
+export const BLOCKS: Readonly<Record<BlockName, BlockDef>> = { spec: SPEC, service: SERVICE, backend: BACKEND, health: HEALTH, balancers: BALANCERS, node: NODE, gateway: GATEWAY, sync: SYNC };
 
 /** A field's definition; throws for a name the block does not define (a programming error, not bad input). */
 export function fieldOf(block: BlockDef, name: string): FieldDef {

@@ -9,6 +9,7 @@ import { iptablesConditionTarget } from './iptables-condition/index.js';
 import { relaydFreebsdTarget, relaydTarget } from './relayd/index.js';
 import { ipnatTarget } from './ipnat/index.js';
 import { makeSystemdTarget } from './systemd/index.js';
+import { keepalivedTarget } from './keepalived/index.js';
 
 const targets: TargetDefinition[] = [
   // targets are registered here, one import each
@@ -22,6 +23,7 @@ const targets: TargetDefinition[] = [
   relaydTarget,
   relaydFreebsdTarget,
   ipnatTarget,
+  keepalivedTarget,
   makeSystemdTarget((name) => TARGETS.get(name)),
 ];
 

@@ -8,6 +8,8 @@
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
 import type { Backend, Family, IR, Service } from '../ir/types.js';
 import { FEATURES, featuresOf, type Feature } from './features.js';
+import { checkTier, type TierHooks } from './tier/features.js';
+import { nodeOfCompile, runDir } from './tier/plan.js';
 import type { LoadMeta } from './applied-state.js';
 import type { PlanReport, TargetStatus } from './lifecycle.js';
 
@@ -55,6 +57,8 @@ export interface TargetDefinition {
    * targets); a target that can change its pools in place (pf tables, single ipnat rules) supplies its own.
    */
   agentDriver?: AgentDriver;
+  /** What the target writes and loads for the nodes of a `balancers` tier (tier/features.ts); absent: it refuses one. */
+  tier?: TierHooks;
   /** `lbc remove`: take out everything lbc loaded for this target (and its record), nothing else. */
   remove?(ctx: ApplyContext): Promise<void>;
   /** `lbc status`: what lbc loaded last (its record) and whether the kernel still holds it. */
@@ -157,9 +161,14 @@ export function compileForTarget(target: TargetDefinition, ir: IR, options: Emit
     diagnostics.push(...checkService(target, svc));
     kept.push(svc);
   }
+  diagnostics.push(...checkTier(target.name, target.tier, ir));
   if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
+  const node = nodeOfCompile(ir.balancers, options);
+  const shown = { ...ir, services: kept };
+  let emitted = target.emit(shown, options);
+  if (ir.balancers && node) emitted = target.tier!.files(emitted, { ir: shown, tier: ir.balancers, node, runDir: runDir(options), options });
   // Every file ends with exactly one newline, whatever its template did: tools and diffs expect it.
-  const files = target.emit({ ...ir, services: kept }, options).map((f) => ({ ...f, content: oneFinalNewline(f.content) }));
+  const files = emitted.map((f) => ({ ...f, content: oneFinalNewline(f.content) }));
   return { files, diagnostics };
 }
 

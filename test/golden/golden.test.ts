@@ -62,9 +62,12 @@ describe('golden outputs', () => {
           let diags;
           try {
             // An absolute path stands in for where the spec would live on a host (the systemd unit needs one).
-            const r = compileForTarget(target, ir!, { specPath: `/etc/lbc/${fx}/${specName}` });
+            // options.json: further emit options of the fixture (a tier's --node).
+            const extra = existsSync(join(root, fx, 'options.json')) ? (JSON.parse(readFileSync(join(root, fx, 'options.json'), 'utf8')) as object) : {};
+            const r = compileForTarget(target, ir!, { specPath: `/etc/lbc/${fx}/${specName}`, ...extra });
             diags = r.diagnostics;
-            if (!r.diagnostics.some((d) => d.severity === 'error')) out = joinForStdout(r.files);
+            // No files at all (a target with nothing to write for this spec): no baseline, only the notes.
+            if (!r.diagnostics.some((d) => d.severity === 'error') && r.files.length > 0) out = joinForStdout(r.files);
           } catch (e) {
             if (!(e instanceof LbcError)) throw e;
             diags = e.diagnostics;

@@ -3,14 +3,15 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
 import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
+import { applyTier, tierOptions } from '../../targets/tier/apply.js';
 import { summarize } from '../../targets/lifecycle.js';
-import { compileReported, loadIR } from './common.js';
+import { compileReported, loadIR, tierArgs } from './common.js';
 
 export const applyCommand: CliCommand = {
   usage: 'apply <spec>',
   describe: 'load the configuration on this host, atomically and idempotently',
   options: (y) =>
-    withSpec(y)
+    tierArgs(withSpec(y))
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to load (iptables, ip6tables, nftables, pf, pf-openbsd, ipnat)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
       .option('full', { type: 'boolean', default: false, describe: 'load the whole ruleset even when lbc knows only part of it changed' }),
@@ -21,9 +22,13 @@ export const applyCommand: CliCommand = {
     }
     const ir = loadIR(args, out);
     const spec = specPathOf(specArg(args));
-    const { files } = compileReported(ir, def, { specPath: spec }, out);
+    const emit = { specPath: spec, ...tierOptions(args) };
+    const { files } = compileReported(ir, def, emit, out);
     const meta = summarize({ ...ir, services: ir.services.filter((s) => def.families.includes(s.family)) }, spec);
-    await def.apply(files, { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l) }), fullApply: Boolean(args.full), meta });
+    // --run-dir keeps apply's record of the last load there too, so nodes sharing a host keep theirs apart.
+    const ctx = { ...hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l), stateDir: emit.runDir }), fullApply: Boolean(args.full), meta };
+    await def.apply(files, ctx);
+    await applyTier(def, ir, files, ctx, emit);
     return 0;
   },
 };

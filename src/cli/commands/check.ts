@@ -25,7 +25,8 @@ interface Verdict {
 function judge(def: TargetDefinition, ir: Parameters<typeof compileForTarget>[1], specPath: string | null): Verdict {
   let ds: Diagnostic[];
   try {
-    ds = compileForTarget(def, ir, { specPath }).diagnostics;
+    // A tier's capabilities do not depend on the node: judge it as its first node's.
+    ds = compileForTarget(def, ir, { specPath, ...(ir.balancers ? { node: ir.balancers.nodes[0].name } : {}) }).diagnostics;
   } catch (e) {
     if (!(e instanceof LbcError)) throw e;
     ds = e.diagnostics;
@@ -33,6 +34,7 @@ function judge(def: TargetDefinition, ir: Parameters<typeof compileForTarget>[1]
   const errors = ds.filter((d) => d.severity === 'error');
   const leftOut = ds.filter((d) => d.code === 'LBC3003').length;
   if (errors.length > 0) return { target: def.name, verdict: 'refused', summary: `refused (${errors.length} error${errors.length === 1 ? '' : 's'})`, diagnostics: ds };
+  if (ds.some((d) => d.code === 'LBC3013')) return { target: def.name, verdict: 'nothing to compile', summary: 'nothing to compile: the spec has no balancers block', diagnostics: ds };
   if (ir.services.length > 0 && leftOut === ir.services.length)
     return { target: def.name, verdict: 'nothing to compile', summary: `nothing to compile: no ${def.families.join('/')} service`, diagnostics: ds };
   const warnings = ds.filter((d) => d.severity === 'warning').length;

@@ -4,7 +4,8 @@ import { createTwoFilesPatch } from 'diff';
 import { type CliCommand, specArg, specPathOf, UsageError, withSpec } from '../command.js';
 import { joinForStdout, plannedOutputs, writeOutputs } from '../io.js';
 import { resolveTarget } from '../targets.js';
-import { compileReported, loadIR } from './common.js';
+import { tierOptions } from '../../targets/tier/apply.js';
+import { compileReported, loadIR, tierArgs } from './common.js';
 
 function currentText(path: string): string | null {
   try {
@@ -18,7 +19,7 @@ export const compileCommand: CliCommand = {
   usage: 'compile <spec>',
   describe: 'print (or write with -o) the configuration for one target; SPEC "-" reads standard input',
   options: (y) =>
-    withSpec(y)
+    tierArgs(withSpec(y))
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target to compile for (lbc matrix lists them)' })
       .option('output', { alias: 'o', type: 'string', describe: 'write to PATH instead of standard output (a directory when the target emits several files; - is standard output)' })
       .option('check', { type: 'boolean', default: false, describe: 'with -o: write nothing; exit 0 when PATH holds exactly what would be written, else 1 with a unified diff' })
@@ -31,7 +32,7 @@ export const compileCommand: CliCommand = {
     if (args.check && (output === undefined || output === '-')) throw new UsageError('--check compares with the files at -o PATH; give -o PATH');
     const spec = specArg(args);
     const ir = loadIR(args, out);
-    const emit = { specPath: specPathOf(spec), agentTarget: args['agent-target'], lbcPath: args['lbc-path'], unit: args.unit };
+    const emit = { specPath: specPathOf(spec), agentTarget: args['agent-target'], lbcPath: args['lbc-path'], unit: args.unit, ...tierOptions(args) };
     const { files } = compileReported(ir, def, emit, out);
     if (files.length === 0) {
       out.log(`target ${def.name} has nothing to write for this spec`);

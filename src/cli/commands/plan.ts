@@ -7,13 +7,14 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
 import { type CliCommand, specArg, specPathOf, withSpec } from '../command.js';
 import { resolveTarget } from '../targets.js';
-import { compileReported, loadIR } from './common.js';
+import { tierOptions } from '../../targets/tier/apply.js';
+import { compileReported, loadIR, tierArgs } from './common.js';
 
 export const planCommand: CliCommand = {
   usage: 'plan <spec>',
   describe: 'show what apply would change on this host (a diff against the live ruleset), without changing anything',
   options: (y) =>
-    withSpec(y)
+    tierArgs(withSpec(y))
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target apply would load' })
       .option('full', { type: 'boolean', default: false, describe: 'plan a full load, as apply --full' })
       .option('exit-code', { type: 'boolean', default: false, describe: 'exit 1 when applying would change something' }),
@@ -21,8 +22,10 @@ export const planCommand: CliCommand = {
     const def = resolveTarget(args.target);
     if (!def.plan) throw new LbcError([{ code: 'LBC4004', severity: 'error', message: `target ${def.name} cannot be applied on this host, so there is nothing to plan` }]);
     const ir = loadIR(args, out);
-    const { files } = compileReported(ir, def, { specPath: specPathOf(specArg(args)) }, out);
-    const report = await def.plan(files, { ...hostContext({ dryRun: true, log: (l) => out.log(l) }), fullApply: Boolean(args.full) });
+    // A tier's node: the plan covers the services' rules, which the node's compile holds as on one balancer.
+    const emit = { specPath: specPathOf(specArg(args)), ...tierOptions(args) };
+    const { files } = compileReported(ir, def, emit, out);
+    const report = await def.plan(files, { ...hostContext({ dryRun: true, log: (l) => out.log(l), stateDir: emit.runDir }), fullApply: Boolean(args.full) });
     const head = report.unchanged
       ? `${report.target}: no changes: applying this spec leaves lbc's rules as they are.\n`
       : `${report.target}: applying this spec changes lbc's rules (diff below).\n`;

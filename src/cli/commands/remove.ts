@@ -3,6 +3,7 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import { hostContext } from '../../host/exec.js';
 import type { CliCommand } from '../command.js';
 import { resolveTarget } from '../targets.js';
+import { runDir } from '../../targets/tier/plan.js';
 
 export const removeCommand: CliCommand = {
   usage: 'remove',
@@ -10,13 +11,18 @@ export const removeCommand: CliCommand = {
   options: (y) =>
     y
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'the target whose rules to remove' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' }),
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
+      .option('run-dir', { type: 'string', describe: "a balancer tier's node: the run directory its apply used (default /run/lbc)" }),
   async run(args, out) {
     const def = resolveTarget(args.target);
     if (!def.remove) {
       throw new LbcError([{ code: 'LBC4004', severity: 'error', message: `target ${def.name} is not loaded on a host by lbc, so there is nothing of lbc's to remove` }]);
     }
-    await def.remove(hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l) }));
+    const dir = args['run-dir'] === undefined ? undefined : runDir({ runDir: String(args['run-dir']) });
+    const ctx = hostContext({ dryRun: Boolean(args['dry-run']), log: (l) => out.log(l), stateDir: dir });
+    await def.remove(ctx);
+    // A balancer tier's rules, addresses and MAC, when lbc apply --node loaded them here.
+    await def.tier?.remove?.(ctx, dir ?? runDir({}));
     return 0;
   },
 };

@@ -6,6 +6,7 @@
  * atomic or idempotent about it).
  */
 import type { TargetDefinition } from '../target.js';
+import { ipnatTier } from '../carp/index.js';
 import { capabilities } from './capabilities.js';
 import { emitIpnat } from './emit.js';
 import { ipnatAgentDriver, ipnatApply } from '../../agent-bsd/ipnat.js';
@@ -19,6 +20,7 @@ export const ipnatTarget: TargetDefinition = {
   emit: (ir) => emitIpnat(ir),
   apply: ipnatApply,
   agentDriver: ipnatAgentDriver,
+  tier: ipnatTier('ipf.rules'),
   remove: ipnatRemove,
   status: ipnatStatus,
   plan: (files, ctx) => bsdPlan('ipnat', files, ctx),

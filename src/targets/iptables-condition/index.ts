@@ -20,6 +20,7 @@ import { checkerScript, CHECKER_FILE } from './checker.js';
 import { chainName, hex, MARK_FIELD, markValue, planLimit, planService } from './plan.js';
 import { appendAll } from '../arrays.js';
 import { LbcError } from '../../diagnostics/diagnostic.js';
+import { iptablesTier } from '../iptables/partition.js';
 
 const NAME = 'iptables-condition';
 
@@ -149,6 +150,7 @@ export const iptablesConditionTarget: TargetDefinition = {
   title: 'iptables-restore rules with health via the xtables-addons condition match, plus a sh checker',
   families: ['ipv4', 'ipv6'],
   capabilities,
+  tier: iptablesTier('iptables-condition', false),
   emit(ir: IR): OutputFile[] {
     const files: OutputFile[] = [];
     for (const family of ['ipv4', 'ipv6'] as const) {

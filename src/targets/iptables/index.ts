@@ -10,6 +10,7 @@ import { applyIptables } from './apply.js';
 import { iptablesStatus, planIptables, removeIptables } from './lifecycle.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
 import { MAX_ROTATION_RULES, rotationPlan } from './rotation.js';
+import { iptablesTier } from './partition.js';
 
 /**
  * nth is exact for every weight sum (rotation.ts); only a rotation that would need more than
@@ -40,6 +41,7 @@ function define(flavor: Flavor, title: string): TargetDefinition {
     capabilities,
     emit: (ir) => emitIptables(flavor, ir),
     apply: (files, ctx) => applyIptables(flavor, files, ctx),
+    tier: iptablesTier(flavor.target),
     remove: (ctx) => removeIptables(flavor, ctx),
     status: (ctx) => iptablesStatus(flavor, ctx),
     plan: (files, ctx) => planIptables(flavor, files, ctx),

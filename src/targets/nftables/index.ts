@@ -8,6 +8,7 @@ import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from
 import { emitNftables, RULES_FILE } from './emit.js';
 import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
 import { addMarker, inLayout, planFromState, type NftPlan } from './incremental.js';
+import { nftablesTier } from './partition.js';
 import { nftablesStatus, planNftables, removeNftables } from './lifecycle.js';
 
 const capabilities: CapabilityTable = {
@@ -86,6 +87,7 @@ export const nftablesTarget: TargetDefinition = {
   capabilities,
   emit: (ir) => emitNftables(ir),
   apply: applyNftables,
+  tier: nftablesTier,
   remove: removeNftables,
   status: nftablesStatus,
   plan: planNftables,

@@ -16,4 +16,5 @@ export const pfFreebsd15Target = rdrToTarget({
     'are `quick`: the first matching rule translates and passes the connection.',
   ],
   tableWeights: false,
+  os: 'freebsd',
 });

@@ -16,4 +16,5 @@ export const pfOpenbsdTarget = rdrToTarget({
     '--target pf-freebsd15 or --target pf there.',
   ],
   tableWeights: true,
+  os: 'openbsd',
 });

@@ -39,6 +39,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
+import { pfTier } from '../carp/index.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, percent,
@@ -53,6 +54,8 @@ export interface RdrToFlavour {
   about: string[];
   /** Tables may carry `weight` (OpenBSD). */
   tableWeights: boolean;
+  /** Whose host files (CARP, pfsync) a balancer tier gets: OpenBSD's hostname.if or FreeBSD's rc.conf. */
+  os: 'openbsd' | 'freebsd';
 }
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -210,5 +213,6 @@ export function rdrToTarget(f: RdrToFlavour): TargetDefinition {
     remove: (ctx) => pfRemove(f.target, ctx),
     status: (ctx) => pfStatus(f.target, ctx),
     plan: (files, ctx) => bsdPlan(f.target, files, ctx),
+    tier: pfTier(file, f.os, f.target),
   };
 }

@@ -13,6 +13,7 @@ import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
+import { pfTier } from '../carp/index.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, poolName,
   reducedWeights, serviceComment, smoothOrder,
@@ -161,4 +162,5 @@ export const pfTarget: TargetDefinition = {
   status: (ctx) => pfStatus('pf', ctx),
   plan: (files, ctx) => bsdPlan('pf', files, ctx),
   agentDriver: pfAgentDriver('lbc.pf.conf'),
+  tier: pfTier('lbc.pf.conf', 'freebsd', 'pf'),
 };

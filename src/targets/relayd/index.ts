@@ -57,6 +57,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
+import { pfTier } from '../carp/index.js';
 
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -266,7 +267,14 @@ function emit(f: RelaydFlavour, ir: IR): OutputFile[] {
 }
 
 function define(f: RelaydFlavour): TargetDefinition {
-  return { name: f.target, title: f.title, families: ['ipv4', 'ipv6'], capabilities: capabilitiesFor(f), emit: (ir) => emit(f, ir) };
+  return {
+    name: f.target,
+    title: f.title,
+    families: ['ipv4', 'ipv6'],
+    capabilities: capabilitiesFor(f),
+    emit: (ir) => emit(f, ir),
+    tier: pfTier('pf.conf.relayd', f.freebsd ? 'freebsd' : 'openbsd', f.target),
+  };
 }
 
 export const relaydTarget = define({

@@ -9,8 +9,12 @@ import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { IR } from '../../ir/types.js';
 import { systemdApplyUnit, systemdUnit } from '../../agent/systemd.js';
 import { compileForTarget, type EmitOptions, type OutputFile, type TargetDefinition } from '../target.js';
+import { TIER_FEATURES, type TierFeature } from '../tier/features.js';
 
 const AGENT_TARGETS = ['nftables', 'iptables', 'ip6tables'];
+const ALL_TIER = Object.fromEntries(
+  (Object.keys(TIER_FEATURES) as TierFeature[]).map((f) => [f, { level: 'yes', note: 'as the agent\'s target does' } as const]),
+);
 export const UNIT_KINDS = ['agent', 'apply'] as const;
 
 /** Built by the registry, which hands in the lookup of the agent's target (no import cycle). */
@@ -20,6 +24,8 @@ export function makeSystemdTarget(lookup: (name: string) => TargetDefinition | u
     title: 'systemd unit (Type=notify) running `lbc agent` for this spec',
     families: ['ipv4', 'ipv6'],
     capabilities: {},
+    // The unit runs the agent as a tier's node; whether that node's target can do the tier is the agent's check below.
+    tier: { capabilities: ALL_TIER, files: (files) => files },
     emit(ir: IR, options: EmitOptions): OutputFile[] {
       const agentTarget = typeof options.agentTarget === 'string' ? options.agentTarget : 'nftables';
       const unit = typeof options.unit === 'string' ? options.unit : 'agent';
@@ -35,11 +41,15 @@ export function makeSystemdTarget(lookup: (name: string) => TargetDefinition | u
       }
       const agent = lookup(agentTarget);
       if (!agent) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `target ${agentTarget} is not available` }]);
-      const check = compileForTarget(agent, ir, {});
+      // A tier's node: the agent compiles its ruleset (and loads its tier rules) as that node.
+      const node: { node?: string; runDir?: string } =
+        ir.balancers && typeof options.node === 'string' ? { node: options.node, ...(typeof options.runDir === 'string' ? { runDir: options.runDir } : {}) } : {};
+      const check = compileForTarget(agent, ir, node);
       if (check.diagnostics.some((d) => d.severity === 'error')) throw new LbcError(check.diagnostics);
       const lbcPath = typeof options.lbcPath === 'string' ? options.lbcPath : undefined;
-      if (unit === 'apply') return [{ name: `lbc-apply-${agentTarget}.service`, content: systemdApplyUnit(resolve(specPath), agentTarget, { lbcPath }) }];
-      return [{ name: 'lbc-agent.service', content: systemdUnit(resolve(specPath), agentTarget, { lbcPath }) }];
+      const extraArgs = node.node ? ['--node', node.node, ...(node.runDir ? ['--run-dir', node.runDir] : [])] : [];
+      if (unit === 'apply') return [{ name: `lbc-apply-${agentTarget}.service`, content: systemdApplyUnit(resolve(specPath), agentTarget, { lbcPath, extraArgs }) }];
+      return [{ name: 'lbc-agent.service', content: systemdUnit(resolve(specPath), agentTarget, { lbcPath, extraArgs }) }];
     },
   };
 }

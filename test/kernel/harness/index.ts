@@ -134,12 +134,12 @@ export function kernelSuite(name: string, tools: readonly string[], fn: () => vo
   describe.skip(name, fn);
 }
 
-interface ExecResult {
+export interface ExecResult {
   stdout: string;
   stderr: string;
 }
 
-function run(argv: string[], stdin?: string, timeoutMs = 60_000): Promise<ExecResult> {
+export function run(argv: string[], stdin?: string, timeoutMs = 60_000): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(argv[0], argv.slice(1), { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${argv.join(' ')} failed: ${err.message}\n${stderr}`));
