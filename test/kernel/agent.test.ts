@@ -23,14 +23,14 @@ const RISE = 2;
 const DETECT_BOUND_MS = INTERVAL * FALL + 1000;
 
 const loc = { file: 'agent-test.yaml', line: 1, column: 1 };
-const HC: HealthCheck = { check: 'tcp', intervalMs: INTERVAL, timeoutMs: 300, rise: RISE, fall: FALL, port: 8080, http: null, banner: null };
+const HC: HealthCheck = { check: 'tcp', intervalMs: INTERVAL, timeoutMs: 300, rise: RISE, fall: FALL, port: 8080, http: null, banner: null, udp: null };
 const IDS = ['b0', 'b1', 'b2'];
 const VIP = ADDR.v4.vip(1);
 
 function service(name: string, port: number, protocol: 'tcp' | 'udp', bePort: number): Service {
-  const backends: Backend[] = IDS.map((_, i) => ({ index: i, address: ADDR.v4.backends[i], port: bePort, weight: 1, backup: false, health: HC, loc }));
+  const backends: Backend[] = IDS.map((_, i) => ({ index: i, address: ADDR.v4.backends[i], port: bePort, keepsPort: false, weight: 1, backup: false, health: HC, loc }));
   return {
-    name, family: 'ipv4', vip: { address: VIP, prefixLength: 32, isHost: true }, port, protocol, interface: null,
+    name, family: 'ipv4', vip: { address: VIP, prefixLength: 32, isHost: true }, port, ports: [{ from: port, to: port }], allow: null, protocol, interface: null,
     mode: 'nth', hashFields: [], sticky: null, local: false, backends, health: HC,
     loc: { service: loc, name: loc, backends: loc },
   };

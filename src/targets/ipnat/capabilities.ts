@@ -102,4 +102,7 @@ export const capabilities: CapabilityTable = {
   },
   health: { level: 'yes', note: "checked by lbc's health agent, not by IPFilter (which does not probe backends)" },
   backup: { level: 'yes', note: 'backups are left out of the static rules: they serve only while every primary is down, which only the health agent knows' },
+  allow: { level: 'no', why: 'not written for ipnat yet', instead: 'use a Linux target' },
+  'ports.list': { level: 'no', why: 'not written for ipnat yet', instead: 'write one service per port' },
+  'ports.range': { level: 'no', why: 'not written for ipnat yet', instead: 'write one service per port' },
 };

@@ -205,7 +205,13 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
     if (setsFile) throw e;
   }
   const wantedSets = new Map<string, SetHeader & { line: string }>();
+  /** Every set the file leaves behind: sticky sets and allow lists (whose fill copies it destroys itself). */
+  const keptSets = new Set<string>();
   for (const line of (setsFile?.content ?? '').split('\n')) {
+    const c = /^create (\S+) /.exec(line);
+    if (c) keptSets.add(c[1]);
+    const d = /^destroy (\S+)$/.exec(line);
+    if (d) keptSets.delete(d[1]);
     const m = /^create (\S+) hash:ip family (\S+) timeout (\d+)/.exec(line);
     if (m) wantedSets.set(m[1], { family: m[2], timeout: m[3], line });
   }
@@ -245,6 +251,6 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
   await ensureJumps(flavor, want, ctx);
 
   for (const name of [...currentSets.keys()].sort()) {
-    if (!wantedSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
+    if (!keptSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
   }
 }

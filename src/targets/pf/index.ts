@@ -87,6 +87,9 @@ export const pfCapabilities: CapabilityTable = {
     'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
   ),
   backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
+  allow: no('not written for pf yet', 'use a Linux target'),
+  'ports.list': no('not written for pf yet', 'write one service per port'),
+  'ports.range': no('not written for pf yet', 'write one service per port'),
 };
 
 interface Block {
