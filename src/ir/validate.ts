@@ -130,6 +130,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     bag.error('LBC2015', `${label} needs a "port" (1-65535), or "ports" for several`, node.loc);
   }
   const firstPort = ports?.[0]?.from ?? port?.value ?? null;
+  // The service's port problem is reported once, not again for every backend that has no port of its own.
+  const portReported = firstPort === null && bag.items.slice(before).some((d) => d.severity === 'error');
   const severalPorts = ports !== null && (ports.length > 1 || ports[0].from !== ports[0].to);
   const protocol = r.oneOf<Service['protocol']>('protocol');
   const iface = r.text('interface')?.value ?? null;
@@ -170,7 +172,7 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   else {
     const seen = new Map<string, SourceLocation>();
     beNode.items.forEach((item, index) => {
-      const be = readBackend(item, index, firstPort, severalPorts, health, bag, settleFamily);
+      const be = readBackend(item, index, firstPort, severalPorts, portReported, health, bag, settleFamily);
       if (!be) return;
       const key = `${be.address ?? 'local'}|${be.keepsPort ? 'client port' : be.port}`;
       const prev = seen.get(key);
@@ -323,6 +325,7 @@ function readBackend(
   index: number,
   servicePort: number | null,
   severalPorts: boolean,
+  portReported: boolean,
   serviceHealth: HealthCheck | null,
   bag: DiagnosticBag,
   settleFamily: (f: Family, loc: SourceLocation) => void,
@@ -381,7 +384,7 @@ function readBackend(
     return null;
   }
   if (port === null) {
-    if (bag.items.length === before) bag.error('LBC2033', 'backend port unknown: the service has no valid port', node.loc);
+    if (bag.items.length === before && !portReported) bag.error('LBC2033', 'backend port unknown: the service has no valid port', node.loc);
     return null;
   }
   if (bag.items.length > before) return null;
