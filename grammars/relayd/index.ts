@@ -46,16 +46,19 @@ const Code = kw('code');
 const Send = kw('send');
 const Expect = kw('expect');
 const Nothing = kw('nothing');
+const Icmp = kw('icmp');
 
 const keywords = [
   StickyAddress, Interval, Timeout, Table, Redirect, Listen, On, Port, Interface, Forward, To, Mode, Check, Retry, Udp, Tcp,
-  Http, Host, Code, Send, Expect, Nothing,
+  Http, Host, Code, Send, Expect, Nothing, Icmp,
 ];
 const allTokens = [WhiteSpace, Comment, Newline, LBrace, RBrace, Lt, Gt, Comma, Quoted, ...keywords, Word];
 const lexer = new Lexer(allTokens);
 
 export type RelaydCheck =
   | { kind: 'tcp' }
+  /** relayd.conf(5) TABLES, check icmp: an echo to each host (ICMPv6 for IPv6 hosts). */
+  | { kind: 'icmp' }
   | { kind: 'http'; path: string; host: string | null; code: number }
   | { kind: 'send'; send: string | null; expect: string };
 
@@ -136,6 +139,7 @@ class RelaydParser extends EmbeddedActionsParser {
     this.CONSUME(Check);
     return this.OR([
       { ALT: () => (this.CONSUME(Tcp), { kind: 'tcp' as const }) },
+      { ALT: () => (this.CONSUME(Icmp), { kind: 'icmp' as const }) },
       {
         ALT: () => {
           this.CONSUME(Http);

@@ -26,8 +26,9 @@ import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, isUniform, keepState, matchText, percent,
-  poolName, serviceComment,
+  poolName, poolPort, portsSupport, serviceComment,
 } from '../pf/common.js';
+import { allowTable, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
 import { pfCapabilities } from '../pf/index.js';
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -91,6 +92,9 @@ export const pfOpenbsdCapabilities: CapabilityTable = {
     'rdr-to applies to connections arriving on an interface; connections the balancer itself opens to the vip are not redirected',
     'connect to a backend directly, or on Linux use --target iptables or nftables (output hook)',
   ),
+  allow: { level: 'yes', note: 'a const table of the client blocks in the rules\' "from", and a quick block drop rule for everyone else' },
+  'ports.list': portsSupport,
+  'ports.range': portsSupport,
 };
 
 interface Block {
@@ -103,12 +107,14 @@ function serviceBlock(svc: Service): Block {
   const name = poolName(svc);
   const prim = primaries(svc);
   const comment = serviceComment(svc, 'pf-openbsd');
-  const head = `pass in quick ${matchText(svc)}`;
+  const head = `pass in quick ${fromSource(matchText(svc), allowedSource(svc))}`;
   const state = keepState(svc);
   const tables: string[] = [];
   const rules: string[] = [];
+  const allow = allowTable(svc);
+  if (allow) tables.push(allow);
   const uniform = isUniform(svc);
-  const port = prim[0].port;
+  const port = poolPort(svc, prim[0]);
   const eps = endpoints(svc);
   const tableOf = () => {
     tables.push(`table <${name}> persist { ${[...new Set(prim.map((b) => backendAddress(svc, b)))].join(', ')} }`);
@@ -133,9 +139,12 @@ function serviceBlock(svc: Service): Block {
     prim.forEach((b, i) => {
       const p = probs[i];
       const prob = p === null ? '' : ` probability ${percent(p)}`;
-      rules.push(`${head}${prob} rdr-to ${backendAddress(svc, b)} port ${b.port} ${state}`);
+      rules.push(`${head}${prob} rdr-to ${backendAddress(svc, b)} port ${poolPort(svc, b)} ${state}`);
     });
   }
+  // After the service's pass rules, which take the allowed clients first (quick).
+  const refused = refusedRule(svc, matchText(svc));
+  if (refused) rules.push(refused);
   return { comment, tables, rules };
 }
 

@@ -248,7 +248,7 @@ function emit(ir: IR): OutputFile[] {
       notes: notes.map(commentText),
       tables: fw.map((f) => ({ name: f.table, hosts: f.hosts.join(', ') })),
       body: [listen.join(' '), ...fw.map((f) => f.line), ...(svc.sticky ? ['sticky-address'] : [])],
-      passTo: svc.backends.map((b) => ({ proto: svc.protocol, from: allowedSource(svc), addr: addr(svc, b), port: b.port, iface: svc.interface })),
+      passTo: svc.backends.map((b) => ({ proto: svc.protocol, from: svc.allow ? `from ${allowedSource(svc)} ` : '', addr: addr(svc, b), port: b.port, iface: svc.interface })),
       allow: allowLines(svc),
     };
   });
