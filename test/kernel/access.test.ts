@@ -3,6 +3,9 @@
 // and leave no conntrack entry), everything else on the balancer works as before; several ports
 // share one rotation and one affinity table, and a backend without a port keeps the client's.
 // Only inside the namespaces the harness creates; every wait is bounded.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseSpec } from '../../src/index.js';
 import { iptablesTarget, ip6tablesTarget } from '../../src/targets/iptables/index.js';
@@ -84,6 +87,10 @@ for (const c of CASES) {
   kernelSuite(`allow and ports with ${c.name}`, c.tools, () => {
     let topo: Topology | undefined;
     let othersBefore = '';
+    // Applies record what they loaded here, so the next one may load only what changed.
+    const stateDir = mkdtempSync(join(tmpdir(), 'lbc-access-state-'));
+    const logs: string[] = [];
+    const ctx = () => ({ ...topo!.applyContext('lb', (l) => logs.push(l)), stateDir });
     const others = async () => {
       const t = topo!;
       if (c.name === 'nftables') return (await t.exec('lb', ['nft', 'list', 'table', 'ip', 'keepme'])).stdout;
@@ -117,12 +124,13 @@ for (const c of CASES) {
       for (const target of c.targets) {
         const r = compileForTarget(target, ir);
         expect(r.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
-        await target.apply!(r.files, topo.applyContext('lb'));
+        await target.apply!(r.files, ctx());
       }
     }, 120_000);
 
     afterAll(async () => {
       await topo?.destroy();
+      rmSync(stateDir, { recursive: true, force: true });
     });
 
     it('an allowed client reaches a backend; a refused one reaches nothing, not even the balancer\'s own server on the vip', async () => {
@@ -188,6 +196,33 @@ for (const c of CASES) {
     it('a backend with a port of its own takes every port of the service there', async () => {
       const t = topo!;
       for (const port of [81, 82]) expect(tally(await t.connect({ host: ADDR.v4.vip(5), port, protocol: 'tcp', count: 2 }))).toEqual({ b2: 2 });
+    }, 60_000);
+
+    it('a changed allow list is loaded in place: a client taken out is refused, one put in reaches a backend, affinities stay', async () => {
+      const t = topo!;
+      const clients = [...allowed, ...refused];
+      const before = await t.connect({ host: ADDR.v4.vip(3), port: 5683, protocol: 'udp', count: clients.length, sources: clients });
+      // 10.201.128.8 leaves the list, 10.201.128.4 joins it.
+      const changed = parseSpec(SPEC.replace('allow: [10.201.128.0/30, 10.201.128.8]', 'allow: [10.201.128.0/30, 10.201.128.4]'), 'access.yaml');
+      logs.length = 0;
+      for (const target of c.targets) await target.apply!(compileForTarget(target, changed).files, ctx());
+      if (c.name === 'nftables') expect(logs.join('\n')).toMatch(/loading only what changed: 0 chain\(s\), 2 map element\(s\)/);
+      // Sticky clients keep their backends: asked in the other order, each still lands where it did.
+      const again = await t.connect({ host: ADDR.v4.vip(3), port: 5683, protocol: 'udp', count: clients.length, sources: [...clients].reverse() });
+      expect(again.map((r) => [r.source, r.backend]).reverse()).toEqual(before.map((r) => [r.source, r.backend]));
+      expect(backendOf(await t.connect({ host: LB, port: 80, protocol: 'tcp', count: 1, sources: [ADDR.v4.extraClient(7)], timeoutMs: 700 }))).toEqual([null]);
+      expect(backendOf(await t.connect({ host: LB, port: 80, protocol: 'tcp', count: 1, sources: [ADDR.v4.extraClient(3)] }))[0]).toMatch(/^b[01]$/);
+      expect(backendOf(await t.connect({ host: LB, port: 80, protocol: 'tcp', count: 1, sources: [ADDR.v4.extraClient(5)], timeoutMs: 700 }))).toEqual([null]);
+    }, 60_000);
+
+    it('lbc remove takes the allow sets away with everything else, and other rules stay', async () => {
+      const t = topo!;
+      for (const target of c.targets) await target.remove!(ctx());
+      if (c.name === 'nftables') expect((await t.exec('lb', ['nft', 'list', 'tables'])).stdout).not.toContain('lbc');
+      else expect((await t.exec('lb', ['ipset', 'list', '-n'])).stdout.trim()).toBe('');
+      expect(await others()).toBe(othersBefore);
+      // With nothing of lbc's left, the vip is the balancer's own again.
+      expect(backendOf(await t.connect({ host: LB, port: 80, protocol: 'tcp', count: 1, sources: refused }))).toEqual(['lb-self']);
     }, 60_000);
   });
 }
