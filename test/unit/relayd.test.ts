@@ -182,12 +182,12 @@ services:
       const table = ast.statements.find((st) => st.kind === 'table');
       expect(table && table.kind === 'table' && table.entries!.map((e) => `${e.address}/${e.prefixLength}`)).toEqual(allowTable);
       const block = ast.statements.find((st) => st.kind === 'filter' && st.action === 'block');
-      expect(block).toMatchObject({ blockPolicy: 'drop', direction: 'in', quick: true, interface: 'em0', src: { kind: 'not', host: { kind: 'table', name: 'lbc-www-allow' } }, dst: { kind: 'address', address: '192.168.1.51' }, dstPort: { from: 80, to: null } });
+      expect(block).toMatchObject({ blockPolicy: 'drop', direction: 'in', quick: true, interface: 'em0', src: { kind: 'not', host: { kind: 'table', name: 'lbc-allow_www' } }, dst: { kind: 'address', address: '192.168.1.51' }, dstPort: { from: 80, to: null } });
       if (dialect === 'freebsd') {
-        expect(ast.statements.find((st) => st.kind === 'rdr')).toMatchObject({ no: true, src: { kind: 'not', host: { kind: 'table', name: 'lbc-www-allow' } }, dstPort: { from: 80, to: null } });
+        expect(ast.statements.find((st) => st.kind === 'rdr')).toMatchObject({ no: true, src: { kind: 'not', host: { kind: 'table', name: 'lbc-allow_www' } }, dstPort: { from: 80, to: null } });
         const pass = ast.statements.filter((st) => st.kind === 'filter' && st.action === 'pass');
         expect(pass).toHaveLength(3);
-        for (const p of pass) expect(p).toMatchObject({ src: { kind: 'table', name: 'lbc-www-allow' } });
+        for (const p of pass) expect(p).toMatchObject({ src: { kind: 'table', name: 'lbc-allow_www' } });
       }
     }
   });

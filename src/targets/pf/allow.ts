@@ -14,12 +14,16 @@
  */
 import type { Service } from '../../ir/types.js';
 
-export const allowTableName = (svc: Service): string => `lbc-${svc.name}-allow`;
+/**
+ * `lbc-allow_NAME`: service names have no "_", so this never meets a pool table `lbc-NAME` (a service
+ * could be named "www-allow"); at most 26 characters, within PF_TABLE_NAME_SIZE.
+ */
+export const allowTableName = (svc: Service): string => `lbc-allow_${svc.name}`;
 
 /** Entries on one line up to this many; longer lists one entry a line. */
 const INLINE_ENTRIES = 4;
 
-/** `table <lbc-NAME-allow> const { … }`, or null without an allow list. */
+/** `table <lbc-allow_NAME> const { … }`, or null without an allow list. */
 export function allowTable(svc: Service): string | null {
   if (!svc.allow) return null;
   const entries = svc.allow.map((p) => (p.isHost ? p.address : `${p.address}/${p.prefixLength}`));

@@ -10,6 +10,7 @@ import { primaries } from '../../ir/types.js';
 import type { Support } from '../target.js';
 import { commentText } from '../text.js';
 import { backendPortKey, isContiguous, joinedRanges, portsText } from '../../ir/ports.js';
+import { allowTableName } from './allow.js';
 import { reduceWeights, smoothOrder as smoothTurns } from '../weights.js';
 
 /** lbc's table and tag names; service names are at most 16 characters, so these fit PF_TABLE_NAME_SIZE (32). */
@@ -175,7 +176,7 @@ export function serviceComment(svc: Service, target: string): string[] {
   const dest = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : svc.interface ? `(${svc.interface})` : 'any';
   const lines = [
     `service ${svc.name}: ${svc.protocol} ${dest} port ${portsText(svc.ports)}, mode ${svc.mode}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
-      `${svc.allow ? `, only from the ${svc.allow.length} client block(s) of <lbc-${svc.name}-allow>` : ''}`,
+      `${svc.allow ? `, only from the ${svc.allow.length} client block(s) of <${allowTableName(svc)}>` : ''}`,
   ];
   for (const b of svc.backends) {
     const addr = b.address ?? `${loopback(svc.family)} (on this host)`;

@@ -42,7 +42,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
-import { allowTable, allowedSource, refusedRule } from '../pf/allow.js';
+import { allowTable, allowTableName, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
 
 
 const NAME = 'relayd';
@@ -223,7 +223,7 @@ function allowLines(svc: Service): { table: string; noRdr: string; block: string
   if (!table) return null;
   const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
   const head = `${svc.interface ? `on ${svc.interface} ` : ''}${af} proto ${svc.protocol} from any to ${svc.vip!.address} port ${svc.port}`;
-  return { table, noRdr: `no rdr ${head.replace(' from any ', ` from ! <${/<([^>]+)>/.exec(table)![1]}> `)}`, block: refusedRule(svc, head)! };
+  return { table, noRdr: `no rdr ${fromSource(head, `! <${allowTableName(svc)}>`)}`, block: refusedRule(svc, head)! };
 }
 
 function emit(ir: IR): OutputFile[] {
