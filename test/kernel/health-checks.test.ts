@@ -119,6 +119,7 @@ kernelSuite('check: icmp and udp against hosts in namespaces, and lbc agent with
         [t(0, 5684), hc('udp', COAP_PING)],
         [t(0), hc('udp', { send: '40000000', expect: '7000ffff' })],
         [t(1), hc('udp', COAP_PING)], // a host without the server: ICMP port unreachable
+        [{ address: ADDR.v6.backends[0], port: 5683, family: 'ipv6' }, hc('icmp')], // ICMPv6 echo
       ]);
       expect(r.map(({ ok, reason }) => (ok ? 'ok' : reason))).toEqual([
         'ok',
@@ -127,6 +128,7 @@ kernelSuite('check: icmp and udp against hosts in namespaces, and lbc agent with
         'ok',
         'answer 70 00 00 00 does not start with 70 00 ff ff',
         'port unreachable',
+        'ok',
       ]);
       // Bounded: a failing probe ends within its timeout (ping: plus the time to start it).
       expect(r[1].ms).toBeLessThan(TIMEOUT + 1500);

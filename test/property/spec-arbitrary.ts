@@ -41,7 +41,7 @@ export function specArbitrary(opts: GenOptions = {}): fc.Arbitrary<string> {
       cidrLen: fc.integer({ min: 8, max: 30 }),
       seed: fc.integer({ min: 1, max: 200 }),
       ports: fc.constantFrom('one', 'one', 'list', 'range'),
-      allow: fc.option(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 3 }), { nil: undefined, freq: 3 }),
+      allow: fc.option(fc.uniqueArray(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 3 }), { nil: undefined, freq: 3 }),
     })
     .chain((s) =>
       fc.record({
