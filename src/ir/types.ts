@@ -10,8 +10,9 @@
  * - weights are positive integers; backends has at least one primary (non-backup) entry;
  * - interface names match /^[A-Za-z0-9_.:-]{1,15}$/ (Linux IFNAMSIZ-1; BSD names are shorter);
  * - ports is non-empty, sorted by `from`, its ranges disjoint (from <= to), and port === ports[0].from;
- *   a backend that names no port has keepsPort true exactly when the service has more than one port
- *   (its `port` is then the service's first port), and port === the service's port otherwise;
+ * - keepsPort is true exactly for the backends that name no port of a service with more than one port
+ *   (hasSeveralPorts); their `port` is the service's first port. A backend that names no port of a
+ *   one-port service has that port and keepsPort false;
  * - allow is null (every client) or a non-empty list of client blocks of the service's family, sorted
  *   by address, none inside another and none the whole address space (that is null);
  * - a health check's udp fields are lower-case hex without spaces, present exactly for check udp;
