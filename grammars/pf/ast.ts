@@ -20,6 +20,8 @@ export interface PfAddress {
 }
 
 export type HostSpec =
+  /** `! host`: every address but these. */
+  | { kind: 'not'; host: HostSpec }
   | { kind: 'any' }
   | { kind: 'interface'; name: string }
   | { kind: 'table'; name: string }
@@ -81,6 +83,8 @@ export interface FilterStmt extends RuleHead {
   kind: 'filter';
   line: number;
   action: 'pass' | 'match' | 'block';
+  /** block drop / block return; null: the ruleset's block-policy. */
+  blockPolicy: 'drop' | 'return' | null;
   direction: 'in' | 'out' | null;
   quick: boolean;
   tag: string | null;
@@ -237,6 +241,14 @@ class AstBuilder extends BaseVisitor {
   }
 
   hostSpec(ctx: Ctx): HostSpec {
+    const h = this.plainHost(ctx);
+    const not = tok(ctx, 'not');
+    // parse.y host: "!" before "any" is not an address that can be negated.
+    if (not && h.kind === 'any') fail('syntax error', not);
+    return not ? { kind: 'not', host: h } : h;
+  }
+
+  private plainHost(ctx: Ctx): HostSpec {
     if (tok(ctx, 'Any')) return { kind: 'any' };
     const ifn = tok(ctx, 'ifname');
     if (ifn) {
@@ -348,7 +360,7 @@ class AstBuilder extends BaseVisitor {
     const action = actionTok.image as FilterStmt['action'];
     const head = this.visit(node(ctx, 'ruleHead')!) as RuleHead;
     const st: FilterStmt = {
-      kind: 'filter', line: lineOf(actionTok), action, direction: (tok(ctx, 'dir')?.image as 'in' | 'out') ?? null,
+      kind: 'filter', line: lineOf(actionTok), action, blockPolicy: (tok(ctx, 'policy')?.image as 'drop' | 'return') ?? null, direction: (tok(ctx, 'dir')?.image as 'in' | 'out') ?? null,
       quick: Boolean(tok(ctx, 'Quick')), tag: null, tagged: null, keepState: null, probability: null, rdrTo: null, label: null, ...head,
     };
     for (const o of nodes(ctx, 'filterOpt')) {
@@ -391,6 +403,8 @@ class AstBuilder extends BaseVisitor {
         if (!/^[FSRPAUEW]*$/.test(tok(oc, 'flagsSet')!.image) || !/^[FSRPAUEW]+$/.test(tok(oc, 'flagsMask')!.image)) fail('bad flags', tok(oc, 'Flags'));
       } else if (tok(oc, 'label')) st.label = tok(oc, 'label')!.image.slice(1, -1);
     }
+    // parse.y: drop and return are a block rule's blockspec only.
+    if (st.blockPolicy && action !== 'block') fail('syntax error', tok(ctx, 'policy'));
     // parse.y filter_consistent / OpenBSD rule_consistent.
     if (st.keepState && action !== 'pass') fail('keep state is great, but only for pass rules', actionTok);
     if (head.proto !== 'tcp' && head.proto !== 'udp' && (head.srcPort || head.dstPort)) fail('port only applies to tcp/udp', actionTok);

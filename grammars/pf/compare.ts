@@ -4,6 +4,7 @@
  * because probabilities are written with four decimals.
  */
 import type { Service } from '../../src/ir/types.js';
+import { joinedRanges } from '../../src/ir/ports.js';
 import type { PfServiceMeaning, PfTargetShare } from './meaning.js';
 
 export const SHARE_TOLERANCE = 1e-4;
@@ -20,12 +21,13 @@ export function expectedTargets(svc: Service): PfTargetShare[] {
   const m = new Map<string, PfTargetShare>();
   for (const b of prim) {
     const address = b.address ?? localAddress(svc.family);
-    const k = `${address}|${b.port}`;
+    const port = b.keepsPort ? ('kept' as const) : b.port;
+    const k = `${address}|${port}`;
     const prev = m.get(k);
     if (prev) prev.share += b.weight / total;
-    else m.set(k, { address, port: b.port, share: b.weight / total });
+    else m.set(k, { address, port, share: b.weight / total });
   }
-  return [...m.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+  return [...m.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : String(a.port) < String(b.port) ? -1 : String(a.port) > String(b.port) ? 1 : 0));
 }
 
 /** Which choices carry each IR mode; 'probability' stands for a weighted random cascade. */
@@ -44,6 +46,11 @@ export function compareToService(svc: Service, m: PfServiceMeaning): string[] {
   want('protocol', svc.protocol, m.protocol);
   want('interface', svc.interface, m.interface);
   want('port', svc.port, m.port);
+  // A service's ports are one block of consecutive ports here (what one pf rule can catch).
+  const block = joinedRanges(svc.ports);
+  want('ports', block.length === 1 ? block[0] : block, m.ports);
+  want('allow', svc.allow ? svc.allow.map((p) => `${p.address}/${p.prefixLength}`).sort() : null, m.allow);
+  if (svc.allow && !m.othersRefused) diffs.push('clients outside the allow list are not refused by a block rule');
   const dest = svc.vip
     ? { kind: 'prefix', address: svc.vip.address, prefixLength: svc.vip.prefixLength }
     : svc.interface

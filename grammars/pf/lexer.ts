@@ -27,6 +27,8 @@ export const Gt = createToken({ name: 'Gt', pattern: />/ });
 export const Slash = createToken({ name: 'Slash', pattern: /\// });
 export const Colon = createToken({ name: 'Colon', pattern: /:/ });
 export const Star = createToken({ name: 'Star', pattern: /\*/ });
+/** `! host`: every address but these (pf.conf(5) GRAMMAR, host). */
+export const Bang = createToken({ name: 'Bang', pattern: /!/ });
 export const QuotedString = createToken({ name: 'QuotedString', pattern: /"[^"\n]*"/ });
 
 /** "12.5%": pfctl accepts a plain number or a percentage for probability (parse.y, rule `probability`). */
@@ -89,15 +91,17 @@ export const StickyAddress = kw('StickyAddress', 'sticky-address');
 export const Set = kw('Set', 'set');
 export const Timeout = kw('Timeout', 'timeout');
 export const Max = kw('Max', 'max');
+export const Drop = kw('Drop', 'drop');
+export const Return = kw('Return', 'return');
 
 /** Order matters: longer keywords before their prefixes, addresses before numbers, Word last. */
 export const allTokens: TokenType[] = [
   WhiteSpace, LineContinuation, Comment, Newline,
-  LBrace, RBrace, LParen, RParen, Comma, Arrow, Lt, Gt, Slash, QuotedString,
+  LBrace, RBrace, LParen, RParen, Comma, Arrow, Lt, Gt, Slash, Bang, QuotedString,
   Percent, Ipv6Address, Ipv4Address, Colon, Star, HexKey, NumberLit,
   Table, Persist, Const, Counters, Weight, RdrTo, Rdr, NoSync, No, Pass, Match, Block, Inet6, Inet, In, Out, Quick, On,
   Proto, Tcp, Udp, Carp, Pfsync, From, To, All, Any, Port, Tagged, Tag, Keep, State, Probability, Flags, Label,
-  RoundRobin, Random, SourceHash, Bitmask, LeastStates, StickyAddress, Set, Timeout, Max,
+  RoundRobin, Random, SourceHash, Bitmask, LeastStates, StickyAddress, Set, Timeout, Max, Drop, Return,
   Word,
 ];
 

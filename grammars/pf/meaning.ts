@@ -15,14 +15,21 @@
  *   cascade p1, p2, … gives backend i the share p_i·Π_{j<i}(1−p_j);
  * - a redirection port with a single matched port always yields the first
  *   port of the range: nport = (dport − dst.port[0]) mod size + proxy_port[0]
- *   (pf_lb.c, PF_RDR), so a range is an offset map, not a rotation.
+ *   (pf_lb.c, PF_RDR), so a range is an offset map, not a rotation; with a
+ *   matched range LO:HI, `port LO:*` (proxy range as wide as the matched one,
+ *   starting at LO) and no redirection port at all both leave the port as the
+ *   client chose it ("kept");
+ * - `from <table>` on the translation rule balances only the table's sources;
+ *   the others are refused when a quick `block … from ! <table>` with the same
+ *   destination drops them (they were not translated, so the filter sees the vip).
  */
 import { Address4, Address6 } from 'ip-address';
 import type { FilterStmt, HostSpec, PfAst, PfFamily, Pool, PoolType, RdrStmt, TableStmt } from './ast.js';
 
 export interface PfTargetShare {
   address: string;
-  port: number;
+  /** 'kept': the destination port the client chose (a service with several ports). */
+  port: number | 'kept';
   /** Expected fraction of new connections (0..1). */
   share: number;
 }
@@ -41,6 +48,12 @@ export interface PfServiceMeaning {
   interface: string | null;
   destination: PfDestination;
   port: number;
+  /** The destination ports the rule catches (from === to for one). */
+  ports: { from: number; to: number };
+  /** `from <table>`: the client blocks of that table; null: from any. */
+  allow: string[] | null;
+  /** A quick block (drop) rule refuses every other client of this destination. */
+  othersRefused: boolean;
   /** 'single': one backend, no choice; 'probability': a cascade of probability rules. */
   choice: 'single' | 'probability' | PoolType;
   hashKey: string | null;
@@ -93,7 +106,17 @@ function aggregate(list: PfTargetShare[]): PfTargetShare[] {
     if (prev) prev.share += t.share;
     else m.set(k, { ...t });
   }
-  return [...m.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+  return [...m.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : String(a.port) < String(b.port) ? -1 : String(a.port) > String(b.port) ? 1 : 0));
+}
+
+/** The port a translated connection goes to (pf_lb.c, PF_RDR: offset map, fixed port, or unchanged). */
+function targetPort(pool: Pool, dst: { from: number; to: number }): number | 'kept' {
+  const range = dst.to !== dst.from;
+  if (!pool.port) return range ? 'kept' : dst.from;
+  if (!range || pool.port.to === null) return pool.port.from;
+  const size = pool.port.to === '*' ? dst.to - dst.from + 1 : pool.port.to - pool.port.from + 1;
+  if (pool.port.from === dst.from && size === dst.to - dst.from + 1) return 'kept';
+  throw new PfMeaningError(`a matched port range mapped by offset onto another range is not modelled`);
 }
 
 interface PoolMeaning {
@@ -102,8 +125,8 @@ interface PoolMeaning {
   unknownTables: string[];
 }
 
-function poolMeaning(pool: Pool, dstPort: number, tables: Map<string, TableStmt>, dialect: PfAst['dialect']): PoolMeaning {
-  const port = pool.port ? pool.port.from : dstPort;
+function poolMeaning(pool: Pool, dst: { from: number; to: number }, tables: Map<string, TableStmt>, dialect: PfAst['dialect']): PoolMeaning {
+  const port = targetPort(pool, dst);
   const entries: { address: string; weight: number }[] = [];
   const unknownTables: string[] = [];
   let single = false;
@@ -140,6 +163,7 @@ function poolMeaning(pool: Pool, dstPort: number, tables: Map<string, TableStmt>
 
 function destinationOf(h: HostSpec | null): PfDestination {
   if (!h || h.kind === 'any') return { kind: 'any' };
+  if (h.kind === 'not') throw new PfMeaningError('a negated translation destination is not modelled');
   if (h.kind === 'interface') return { kind: 'interface', name: h.name };
   if (h.kind === 'table') return { kind: 'table', name: h.name };
   return { kind: 'prefix', address: canonical(h.address), prefixLength: h.prefixLength };
@@ -152,12 +176,30 @@ function familyOf(st: RdrStmt | FilterStmt, pool: Pool): 'ipv4' | 'ipv6' {
   throw new PfMeaningError(`line ${st.line}: address family not determined`);
 }
 
-function requireSinglePort(st: RdrStmt | FilterStmt): number {
+function destinationPorts(st: RdrStmt | FilterStmt): { from: number; to: number } {
   if (!st.dstPort) throw new PfMeaningError(`line ${st.line}: translation without a destination port is not a balanced service`);
-  if (st.dstPort.to !== null && st.dstPort.to !== st.dstPort.from) throw new PfMeaningError(`line ${st.line}: destination port ranges are not modelled`);
   if (!st.proto) throw new PfMeaningError(`line ${st.line}: protocol not given`);
   if (st.proto !== 'tcp' && st.proto !== 'udp') throw new PfMeaningError(`line ${st.line}: a ${st.proto} rule is not a balanced service`);
-  return st.dstPort.from;
+  return { from: st.dstPort.from, to: st.dstPort.to ?? st.dstPort.from };
+}
+
+/** The sources a translation rule takes: any, or the blocks of one table. */
+function sourcesOf(st: RdrStmt | FilterStmt, tables: Map<string, TableStmt>): string[] | null {
+  if (!st.src || st.src.kind === 'any') return null;
+  if (st.src.kind !== 'table') throw new PfMeaningError(`line ${st.line}: translation sources other than a table are not modelled`);
+  const t = tables.get(st.src.name);
+  if (!t || t.entries === null) throw new PfMeaningError(`line ${st.line}: source table <${st.src.name}> has no contents here`);
+  return t.entries.map((e) => `${canonical(e.address)}/${e.prefixLength}`).sort();
+}
+
+/** A quick `block [drop] in … from ! <table>` with the translation rule's destination refuses the table's complement. */
+function refusesOthers(st: RdrStmt | FilterStmt, filters: FilterStmt[]): boolean {
+  if (st.src?.kind !== 'table') return false;
+  const table = st.src.name;
+  const same = (f: FilterStmt) => JSON.stringify([f.interface, f.af, f.proto, f.dst, f.dstPort]) === JSON.stringify([st.interface, st.af, st.proto, st.dst, st.dstPort]);
+  return filters.some(
+    (f) => f.action === 'block' && f.blockPolicy !== 'return' && f.direction === 'in' && f.quick && f.src?.kind === 'not' && f.src.host.kind === 'table' && f.src.host.name === table && same(f),
+  );
 }
 
 function matchKey(st: FilterStmt): string {
@@ -177,8 +219,8 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
 
   for (const st of ast.statements) {
     if (st.kind !== 'rdr' || st.no || !st.pool) continue;
-    const dstPort = requireSinglePort(st);
-    const pm = poolMeaning(st.pool, dstPort, tables, ast.dialect);
+    const dst = destinationPorts(st);
+    const pm = poolMeaning(st.pool, dst, tables, ast.dialect);
     // Without `rdr pass` the translated packet meets the filter rules (pf.conf(5) TRANSLATION); lbc tags it and passes the tag.
     const passRule = st.tag ? filters.find((f) => f.action === 'pass' && f.tagged === st.tag) : undefined;
     const perRule = passRule?.keepState?.options['src.track'];
@@ -188,7 +230,10 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       protocol: st.proto as 'tcp' | 'udp',
       interface: st.interface,
       destination: destinationOf(st.dst),
-      port: dstPort,
+      port: dst.from,
+      ports: dst,
+      allow: sourcesOf(st, tables),
+      othersRefused: refusesOthers(st, filters),
       choice: pm.choice,
       hashKey: st.pool.type === 'source-hash' ? st.pool.key : null,
       sticky: st.pool.sticky,
@@ -212,7 +257,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       i++;
       if (next.probability === null) break;
     }
-    const dstPort = requireSinglePort(first);
+    const dst = destinationPorts(first);
     let remaining = 1;
     const targets: PfTargetShare[] = [];
     const unknownTables: string[] = [];
@@ -224,7 +269,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       const p = r.probability ?? 1;
       const take = remaining * p;
       remaining -= take;
-      const pm = poolMeaning(r.rdrTo!, dstPort, tables, ast.dialect);
+      const pm = poolMeaning(r.rdrTo!, dst, tables, ast.dialect);
       for (const t of pm.targets) targets.push({ ...t, share: t.share * take });
       unknownTables.push(...pm.unknownTables);
       choice = group.length > 1 ? 'probability' : pm.choice;
@@ -238,7 +283,10 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       protocol: first.proto as 'tcp' | 'udp',
       interface: first.interface,
       destination: destinationOf(first.dst),
-      port: dstPort,
+      port: dst.from,
+      ports: dst,
+      allow: sourcesOf(first, tables),
+      othersRefused: refusesOthers(first, filters),
       choice,
       hashKey: key,
       sticky,

@@ -146,6 +146,7 @@ export class PfCstParser extends CstParser {
   });
 
   private hostSpec = this.RULE('hostSpec', () => {
+    this.OPTION(() => this.CONSUME(T.Bang, { LABEL: 'not' }));
     this.OR([
       { ALT: () => this.CONSUME(T.Any) },
       {
@@ -236,13 +237,19 @@ export class PfCstParser extends CstParser {
     ]);
   });
 
-  /** pass|match|block [in|out] [quick] head filter-options (pf.conf(5) pf-rule). */
+  /** pass|match|block [drop|return] [in|out] [quick] head filter-options (pf.conf(5) pf-rule, action and blockspec). */
   private filterStmt = this.RULE('filterStmt', () => {
     this.OR([
       { ALT: () => this.CONSUME(T.Pass, { LABEL: 'action' }) },
       { ALT: () => this.CONSUME(T.Match, { LABEL: 'action' }) },
       { ALT: () => this.CONSUME(T.Block, { LABEL: 'action' }) },
     ]);
+    this.OPTION3(() => {
+      this.OR3([
+        { ALT: () => this.CONSUME(T.Drop, { LABEL: 'policy' }) },
+        { ALT: () => this.CONSUME(T.Return, { LABEL: 'policy' }) },
+      ]);
+    });
     this.OPTION(() => {
       this.OR2([
         { ALT: () => this.CONSUME(T.In, { LABEL: 'dir' }) },

@@ -59,6 +59,7 @@ const lexer = new Lexer(allTokens);
 
 export type RelaydCheck =
   | { kind: 'tcp' }
+  /** relayd.conf(5) TABLES, check icmp: an echo to each host (ICMPv6 for IPv6 hosts). */
   | { kind: 'icmp' }
   | { kind: 'http'; path: string; host: string | null; code: number }
   | { kind: 'send'; send: string | null; expect: string };

@@ -20,16 +20,25 @@
 import type { ApplyContext } from '../targets/target.js';
 import type { Backend, Service } from '../ir/types.js';
 
-export function conntrackFilter(svc: Service, be: Backend): string[] {
-  const f: string[] = [];
-  if (svc.family === 'ipv6') f.push('-f', 'ipv6');
+/** Beyond this many ports a service's flows are found by address alone (one conntrack call per port otherwise). */
+export const MAX_PORT_FILTERS = 64;
+
+/**
+ * The filters that find one backend's flows of one service: one per service port (conntrack(8) takes
+ * one port per option), the backend's reply port being that same port when it keeps the client's.
+ * A service with more ports than MAX_PORT_FILTERS is matched without ports: then flows of another
+ * service sharing the vip and the backend go too, which only makes their clients reconnect.
+ */
+export function conntrackFilters(svc: Service, be: Backend): string[][] {
+  const ports = svc.ports.flatMap((r) => Array.from({ length: Math.min(r.to - r.from + 1, MAX_PORT_FILTERS + 1) }, (_, i) => r.from + i));
+  const head: string[] = [];
+  if (svc.family === 'ipv6') head.push('-f', 'ipv6');
   // -p comes first: conntrack(8) only accepts the port options after the protocol is known.
-  f.push('-p', svc.protocol);
-  if (svc.vip?.isHost) f.push('--orig-dst', svc.vip.address);
-  f.push('--orig-port-dst', String(svc.port));
-  if (be.address !== null) f.push('--reply-src', be.address);
-  f.push('--reply-port-src', String(be.port));
-  return f;
+  head.push('-p', svc.protocol);
+  if (svc.vip?.isHost) head.push('--orig-dst', svc.vip.address);
+  const reply = be.address !== null ? ['--reply-src', be.address] : [];
+  if (ports.length > MAX_PORT_FILTERS) return [[...head, ...reply, ...(be.keepsPort ? [] : ['--reply-port-src', String(be.port)])]];
+  return ports.map((p) => [...head, '--orig-port-dst', String(p), ...reply, '--reply-port-src', String(be.keepsPort ? p : be.port)]);
 }
 
 /**
@@ -38,16 +47,19 @@ export function conntrackFilter(svc: Service, be: Backend): string[] {
  * which is indistinguishable from a real failure through ApplyContext.run().
  */
 export async function flushBackendFlows(ctx: ApplyContext, svc: Service, be: Backend): Promise<number> {
-  const filter = conntrackFilter(svc, be);
-  const listed = await ctx.query(['conntrack', '-L', ...filter]);
-  const count = listed.split('\n').filter((l) => l.trim().length > 0).length;
-  if (count === 0) return 0;
-  try {
-    await ctx.run(['conntrack', '-D', ...filter]);
-  } catch {
-    // The entries may have expired between listing and deleting; what matters is that none is left.
-    const again = await ctx.query(['conntrack', '-L', ...filter]);
-    if (again.trim().length > 0) throw new Error(`conntrack -D ${filter.join(' ')} left entries behind`);
+  let total = 0;
+  for (const filter of conntrackFilters(svc, be)) {
+    const listed = await ctx.query(['conntrack', '-L', ...filter]);
+    const count = listed.split('\n').filter((l) => l.trim().length > 0).length;
+    if (count === 0) continue;
+    total += count;
+    try {
+      await ctx.run(['conntrack', '-D', ...filter]);
+    } catch {
+      // The entries may have expired between listing and deleting; what matters is that none is left.
+      const again = await ctx.query(['conntrack', '-L', ...filter]);
+      if (again.trim().length > 0) throw new Error(`conntrack -D ${filter.join(' ')} left entries behind`);
+    }
   }
-  return count;
+  return total;
 }

@@ -4,7 +4,7 @@
  * uses). Rules that depend on the rest of a spec are judged on the probe
  * here; `lbc check SPEC` gives the verdict for a real spec.
  */
-import type { Backend, IR, Service } from '../ir/types.js';
+import type { Backend, HealthCheck, IR, Service } from '../ir/types.js';
 import { FEATURES, featuresOf, type Feature } from '../targets/features.js';
 import type { TargetDefinition } from '../targets/target.js';
 import { supportFor } from '../targets/target.js';
@@ -14,7 +14,7 @@ import type { Balancers } from '../ir/balancers.js';
 const at = { file: 'probe', line: 1, column: 1 };
 
 function backend(index: number, over: Partial<Backend> = {}): Backend {
-  return { index, address: `10.0.0.${index + 1}`, port: 80, weight: 1, backup: false, health: null, loc: at, ...over };
+  return { index, address: `10.0.0.${index + 1}`, port: 80, keepsPort: false, weight: 1, backup: false, health: null, loc: at, ...over };
 }
 
 function base(over: Partial<Service> = {}): Service {
@@ -23,6 +23,8 @@ function base(over: Partial<Service> = {}): Service {
     family: 'ipv4',
     vip: { address: '192.0.2.10', prefixLength: 32, isHost: true },
     port: 80,
+    ports: [{ from: 80, to: 80 }],
+    allow: null,
     protocol: 'tcp',
     interface: 'em0',
     mode: 'nth',
@@ -36,7 +38,10 @@ function base(over: Partial<Service> = {}): Service {
   };
 }
 
-const HEALTH = { check: 'tcp' as const, intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2, port: null, http: null, banner: null };
+const HEALTH: HealthCheck = { check: 'tcp', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2, port: null, http: null, banner: null, udp: null };
+const ICMP: HealthCheck = { ...HEALTH, check: 'icmp' };
+const UDP: HealthCheck = { ...HEALTH, check: 'udp', udp: { send: '40000000', expect: '70000000' } };
+const checked = (hc: HealthCheck, over: Partial<Service> = {}): Service => base({ health: hc, backends: [backend(0, { health: hc }), backend(1, { health: hc })], ...over });
 
 /** One probe service per feature: the base service changed just enough to use it. */
 export const PROBES: Record<Feature, Service> = {
@@ -60,6 +65,14 @@ export const PROBES: Record<Feature, Service> = {
   // Backups only make sense with health checks (something must notice the primaries are down).
   backup: base({ health: HEALTH, backends: [backend(0, { health: HEALTH }), backend(1, { health: HEALTH }), backend(2, { backup: true, health: HEALTH })] }),
   'backup.port': base({ health: HEALTH, backends: [backend(0, { health: HEALTH }), backend(1, { health: HEALTH }), backend(2, { backup: true, port: 8080, health: HEALTH })] }),
+  // Two ports apart (80 and 443, as seed 002's pf.conf passes): the general case of a list.
+  'ports.list': base({ ports: [{ from: 80, to: 80 }, { from: 443, to: 443 }], backends: [backend(0, { keepsPort: true }), backend(1, { keepsPort: true })] }),
+  'ports.range': base({ port: 4000, ports: [{ from: 4000, to: 4010 }], backends: [backend(0, { port: 4000, keepsPort: true }), backend(1, { port: 4000, keepsPort: true })] }),
+  allow: base({ allow: [{ address: '198.51.100.0', prefixLength: 24, isHost: false }, { address: '203.0.113.0', prefixLength: 24, isHost: false }] }),
+  'health.icmp': checked(ICMP),
+  'health.udp': checked(UDP, { protocol: 'udp' }),
+  // Seed 002: a TCP check for the pool, an ICMP echo for the local fallback.
+  'health.per-backend': base({ health: HEALTH, backends: [backend(0, { health: HEALTH }), backend(1, { health: HEALTH }), backend(2, { backup: true, health: ICMP })] }),
 };
 
 /** The same probe in IPv6, for targets that serve only IPv6 (ip6tables). */

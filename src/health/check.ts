@@ -1,6 +1,7 @@
 /**
  * Health checks the agent runs from the balancer: a TCP connect, an HTTP
- * request, or a banner read. Each check is one bounded attempt: it settles
+ * request, a banner read, an ICMP echo (icmp.ts) or a UDP datagram that must
+ * be answered (udp.ts). Each check is one bounded attempt: it settles
  * within `timeoutMs` (or when the caller aborts), always closes its socket,
  * and reports a short human reason on failure.
  *
@@ -12,6 +13,8 @@
  */
 import net from 'node:net';
 import type { Family, HealthCheck } from '../ir/types.js';
+import { icmpCheck } from './icmp.js';
+import { udpCheck } from './udp.js';
 
 export interface CheckTarget {
   /** The address to probe; null (a port on the balancer itself) probes loopback. */
@@ -55,6 +58,12 @@ export const runCheck: Checker = (target, hc, signal) => {
       return exchange(target, hc.timeoutMs, signal, b.send, (line) =>
         line.startsWith(b.expect) ? null : `first line ${quote(line)} does not start with ${quote(b.expect)}`,
       );
+    }
+    case 'icmp':
+      return icmpCheck(probeAddress(target), target.family, hc.timeoutMs, signal);
+    case 'udp': {
+      const u = hc.udp ?? { send: '', expect: null };
+      return udpCheck(probeAddress(target), target.port, target.family, u.send, u.expect, hc.timeoutMs, signal);
     }
   }
 };

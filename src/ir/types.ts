@@ -9,6 +9,14 @@
  * - every address of a service (vip and backends) is of the service's family;
  * - weights are positive integers; backends has at least one primary (non-backup) entry;
  * - interface names match /^[A-Za-z0-9_.:-]{1,15}$/ (Linux IFNAMSIZ-1; BSD names are shorter);
+ * - ports is non-empty, sorted by `from`, its ranges disjoint (from <= to), and port === ports[0].from;
+ * - keepsPort is true exactly for the backends that name no port of a service with more than one port
+ *   (hasSeveralPorts); their `port` is the service's first port. A backend that names no port of a
+ *   one-port service has that port and keepsPort false;
+ * - allow is null (every client) or a non-empty list of client blocks of the service's family, sorted
+ *   by address, none inside another and none the whole address space (that is null);
+ * - a health check's udp fields are lower-case hex without spaces, present exactly for check udp;
+ *   an icmp check has port null;
  * - services are in the order the spec gives them.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
@@ -30,7 +38,13 @@ export interface Prefix {
   isHost: boolean;
 }
 
-export type HealthCheckKind = 'tcp' | 'http' | 'banner';
+export type HealthCheckKind = 'tcp' | 'http' | 'banner' | 'icmp' | 'udp';
+
+/** An inclusive range of ports; a single port has from === to. */
+export interface PortRange {
+  from: number;
+  to: number;
+}
 
 export interface HealthCheck {
   check: HealthCheckKind;
@@ -44,6 +58,8 @@ export interface HealthCheck {
   port: number | null;
   http: { path: string; status: number; host: string | null; method: 'GET' | 'HEAD' } | null;
   banner: { send: string | null; expect: string } | null;
+  /** check: udp. One datagram `send` (hex); healthy when an answer arrives that starts with `expect` (hex; null: any answer). */
+  udp: { send: string; expect: string | null } | null;
 }
 
 export interface Backend {
@@ -51,7 +67,10 @@ export interface Backend {
   index: number;
   /** null: a port on the balancer itself (redirect to a local listener). */
   address: string | null;
+  /** The port connections are sent to (for keepsPort: the service's first port, which health checks probe). */
   port: number;
+  /** A service with several ports, and the backend names none: each connection keeps the port the client chose. */
+  keepsPort: boolean;
   weight: number;
   /** Used only while every primary backend is down. */
   backup: boolean;
@@ -66,6 +85,9 @@ export interface ServiceLocations {
   name: SourceLocation;
   vip?: SourceLocation;
   port?: SourceLocation;
+  /** Where `ports` was written (absent with `port`). */
+  ports?: SourceLocation;
+  allow?: SourceLocation;
   protocol?: SourceLocation;
   interface?: SourceLocation;
   mode?: SourceLocation;
@@ -82,7 +104,12 @@ export interface Service {
   family: Family;
   /** null: any local address (optionally restricted by `interface`). */
   vip: Prefix | null;
+  /** The service's first port: its only port unless `ports` lists more. */
   port: number;
+  /** Every port the service balances (one entry { from: port, to: port } for a single port). */
+  ports: PortRange[];
+  /** Client source blocks that are balanced; everyone else is refused. null: every client. */
+  allow: Prefix[] | null;
   protocol: Protocol;
   interface: string | null;
   mode: Mode;
@@ -109,6 +136,11 @@ export interface IR {
 /** Primary (non-backup) backends. */
 export function primaries(svc: Service): Backend[] {
   return svc.backends.filter((b) => !b.backup);
+}
+
+/** More than one port (a list or a range). */
+export function hasSeveralPorts(svc: Pick<Service, 'ports'>): boolean {
+  return svc.ports.length > 1 || svc.ports[0].from !== svc.ports[0].to;
 }
 
 export function totalWeight(backends: readonly Backend[]): number {

@@ -9,8 +9,10 @@
 import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
 import type { SMap, SNode, SScalar } from '../spec/ast.js';
 import { describeNode } from '../spec/ast.js';
-import { BLOCKS, defaultOf, printable, type FieldType } from '../spec/definition.js';
+import { BLOCKS, defaultOf, HEX_BYTES_RE, PORT_RANGE_RE, printable, type FieldType } from '../spec/definition.js';
 import { bitsOf, parseAddress } from './address.js';
+import { normalizeAllow, type AllowEntry } from './allow.js';
+import { firstSharedPort, rangeText } from './ports.js';
 import { parseDuration } from './duration.js';
 import { readBalancers } from './balancers.js';
 import { enumValue, MapReader, readInteger } from './reader.js';
@@ -22,6 +24,7 @@ import {
   type HealthCheck,
   type IR,
   type Mode,
+  type PortRange,
   type Prefix,
   type Service,
   type ServiceLocations,
@@ -32,6 +35,8 @@ export { MAX_BACKENDS, MAX_STICKY_SECONDS, MAX_WEIGHT } from '../spec/definition
 const BACKENDS_FIELD = BLOCKS.service.fields.backends.type as Extract<FieldType, { kind: 'list' }>;
 const HASH_FIELD = BLOCKS.service.fields.hash.type as Extract<FieldType, { kind: 'list' }>;
 const HASH_ENUM = HASH_FIELD.items[0] as Extract<FieldType, { kind: 'enum' }>;
+const PORTS_FIELD = BLOCKS.service.fields.ports.type as Extract<FieldType, { kind: 'list' }>;
+const ALLOW_FIELD = BLOCKS.service.fields.allow.type as Extract<FieldType, { kind: 'list' }>;
 
 export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
   if (root.kind !== 'map') {
@@ -107,8 +112,29 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     }
   }
 
-  const port = r.integer('port');
-  if (!r.has('port')) bag.error('LBC2015', `${label} needs a "port" (1-65535)`, node.loc);
+  const portNode = r.node('port');
+  let port: { value: number; loc: SourceLocation } | undefined;
+  let ports: PortRange[] | null = null;
+  if (portNode?.kind === 'seq') {
+    // The common slip for seed 004's two ports: say exactly what to write.
+    const written = portNode.items.map((i) => (i.kind === 'scalar' ? String(i.value) : '…')).join(', ');
+    bag.error('LBC2060', `"port" takes one port; ${label} lists ${portNode.items.length === 1 ? 'one in a list' : 'several'}`, portNode.loc, [
+      `write "ports: [${printable(written)}]" for one service on all of them (one rotation and affinity shared by every port), or one service per port`,
+    ]);
+  } else {
+    port = r.integer('port');
+  }
+  if (r.has('port') && r.has('ports')) {
+    bag.error('LBC2060', `${label} has both "port" and "ports"`, r.keyLoc('ports')!, ['keep "ports" and put the port of "port" in its list, or keep only "port"']);
+  } else if (r.has('ports')) {
+    ports = readPorts(r.node('ports')!, bag);
+  } else if (!r.has('port')) {
+    bag.error('LBC2015', `${label} needs a "port" (1-65535), or "ports" for several`, node.loc);
+  }
+  const firstPort = ports?.[0]?.from ?? port?.value ?? null;
+  // The service's port problem is reported once, not again for every backend that has no port of its own.
+  const portReported = firstPort === null && bag.items.slice(before).some((d) => d.severity === 'error');
+  const severalPorts = ports !== null && (ports.length > 1 || ports[0].from !== ports[0].to);
   const protocol = r.oneOf<Service['protocol']>('protocol');
   const iface = r.text('interface')?.value ?? null;
   const mode = r.oneOf<Mode>('mode')?.value ?? defaultOf<Mode>('service', 'mode');
@@ -135,6 +161,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   const stickyMs = r.duration('sticky', 'sticky');
   const sticky: Service['sticky'] = stickyMs ? { timeoutSeconds: stickyMs.value / 1000 } : null;
 
+  const allowEntries = r.node('allow') ? readAllow(r.node('allow')!, bag, settleFamily) : null;
+
   const local = r.boolean('local');
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
 
@@ -146,11 +174,12 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   else {
     const seen = new Map<string, SourceLocation>();
     beNode.items.forEach((item, index) => {
-      const be = readBackend(item, index, port?.value ?? null, health, bag, settleFamily);
+      const be = readBackend(item, index, firstPort, severalPorts, portReported, health, bag, settleFamily);
       if (!be) return;
-      const key = `${be.address ?? 'local'}|${be.port}`;
+      const key = `${be.address ?? 'local'}|${be.keepsPort ? 'client port' : be.port}`;
       const prev = seen.get(key);
-      if (prev) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} port ${be.port} is listed twice (first at line ${prev.line})`, be.loc, ['give the backend a weight instead of listing it twice']);
+      const where = be.keepsPort ? 'on the client\'s port' : `port ${be.port}`;
+      if (prev) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} ${where} is listed twice (first at line ${prev.line})`, be.loc, ['give the backend a weight instead of listing it twice']);
       else seen.set(key, be.loc);
       backends.push(be);
     });
@@ -160,11 +189,14 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   }
 
   if (bag.items.length > before && bag.items.slice(before).some((d) => d.severity === 'error')) return null;
+  const allow = allowEntries ? settleAllow(allowEntries, family ?? 'ipv4', label, bag) : null;
   const loc: ServiceLocations = {
     service: node.loc,
     name: name!.loc,
     vip: r.loc('vip'),
-    port: r.loc('port'),
+    port: r.loc('port') ?? r.loc('ports'),
+    ports: r.loc('ports'),
+    allow: r.loc('allow'),
     protocol: r.loc('protocol'),
     interface: r.loc('interface'),
     mode: r.loc('mode'),
@@ -179,7 +211,9 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     name: name!.value,
     family: family ?? 'ipv4',
     vip,
-    port: port!.value,
+    port: firstPort!,
+    ports: ports ?? [{ from: firstPort!, to: firstPort! }],
+    allow,
     protocol: protocol?.value ?? defaultOf('service', 'protocol'),
     interface: iface,
     mode,
@@ -192,10 +226,108 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   };
 }
 
+/**
+ * `ports`: ports and "LOW-HIGH" ranges, sorted; none may share a port with another. Lists written as
+ * they are (neighbours are not joined): a target that needs one block judges that itself.
+ */
+function readPorts(node: SNode, bag: DiagnosticBag): PortRange[] | null {
+  if (node.kind !== 'seq' || node.items.length < PORTS_FIELD.minItems) {
+    bag.error('LBC2061', `"ports" must be a non-empty list of ports and ranges such as [5683, 5684] or ["4000-4010"], not ${describeNode(node)}`, node.loc);
+    return null;
+  }
+  if (node.items.length > PORTS_FIELD.maxItems!) {
+    bag.error('LBC2061', `"ports" may have at most ${PORTS_FIELD.maxItems} entries (write ranges such as "4000-4010")`, node.loc);
+    return null;
+  }
+  const before = bag.items.length;
+  const read: Array<{ range: PortRange; loc: SourceLocation }> = [];
+  for (const it of node.items) {
+    if (it.kind === 'scalar' && typeof it.value === 'number') {
+      const p = readInteger(it, 'a port in "ports"', 1, 65535, bag);
+      if (p) read.push({ range: { from: p.value, to: p.value }, loc: it.loc });
+      continue;
+    }
+    const m = it.kind === 'scalar' && typeof it.value === 'string' ? PORT_RANGE_RE.exec(it.value) : null;
+    if (!m) {
+      bag.error('LBC2061', `an entry of "ports" must be a port (1-65535) or a range "LOW-HIGH" of two such ports, not ${describeNode(it)}`, it.loc);
+      continue;
+    }
+    const from = Number(m[1]);
+    const to = Number(m[2]);
+    if (from >= to) {
+      bag.error('LBC2063', `port range "${m[0]}" must be LOW-HIGH with LOW below HIGH`, it.loc, from === to ? [`write the single port as ${from}`] : [`write "${to}-${from}"`]);
+      continue;
+    }
+    read.push({ range: { from, to }, loc: it.loc });
+  }
+  if (bag.items.length > before) return null;
+  const sorted = [...read].sort((a, b) => a.range.from - b.range.from);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1];
+    const cur = sorted[i];
+    if (cur.range.from <= prev.range.to) {
+      const [first, second] = prev.loc.line < cur.loc.line || (prev.loc.line === cur.loc.line && prev.loc.column < cur.loc.column) ? [prev, cur] : [cur, prev];
+      const what = first.range.from === first.range.to && second.range.from === second.range.to ? `port ${first.range.from} is listed twice` : `"${rangeText(second.range)}" overlaps "${rangeText(first.range)}"`;
+      bag.error('LBC2062', `${what} in "ports" (first at line ${first.loc.line})`, second.loc);
+      return null;
+    }
+  }
+  return sorted.map((x) => x.range);
+}
+
+/** `allow`: client addresses and blocks, each of the service's family. */
+function readAllow(node: SNode, bag: DiagnosticBag, settleFamily: (f: Family, loc: SourceLocation) => void): AllowEntry[] | null {
+  if (node.kind !== 'seq' || node.items.length < ALLOW_FIELD.minItems) {
+    bag.error('LBC2070', `"allow" must be a non-empty list of client addresses or CIDR blocks such as [222.222.222.0/24], not ${describeNode(node)}`, node.loc, [
+      'an empty list would refuse every client: leave "allow" out to balance everyone, or remove the service',
+    ]);
+    return null;
+  }
+  if (node.items.length > ALLOW_FIELD.maxItems!) {
+    bag.error('LBC2070', `"allow" may have at most ${ALLOW_FIELD.maxItems} entries, not ${node.items.length}`, node.loc, ['join neighbouring blocks into larger ones']);
+    return null;
+  }
+  const out: AllowEntry[] = [];
+  let bad = false;
+  for (const it of node.items) {
+    if (it.kind !== 'scalar' || typeof it.value !== 'string') {
+      bag.error('LBC2071', `an entry of "allow" must be an address or CIDR block, not ${describeNode(it)}`, it.loc);
+      bad = true;
+      continue;
+    }
+    const res = parseAddress(it.value, true);
+    if (!res.ok) {
+      bag.error('LBC2071', `allow: ${res.message}`, it.loc, res.hint ? [res.hint] : undefined);
+      bad = true;
+      continue;
+    }
+    settleFamily(res.family, it.loc);
+    out.push({ prefix: res.prefix, loc: it.loc });
+  }
+  return bad ? null : out;
+}
+
+/** The normalized allow list; entries that change nothing are warned about, not refused. */
+function settleAllow(entries: AllowEntry[], family: Family, label: string, bag: DiagnosticBag): Prefix[] | null {
+  const n = normalizeAllow(entries, family);
+  const show = (e: AllowEntry) => `${e.prefix.address}/${e.prefix.prefixLength}`;
+  if (n.everything) {
+    bag.warning('LBC2072', `allow: ${show(n.everything)} lets every client in, so ${label} balances everyone`, n.everything.loc, ['leave "allow" out']);
+    return null;
+  }
+  for (const c of n.covered) {
+    const same = c.entry.prefix.address === c.by.prefix.address && c.entry.prefix.prefixLength === c.by.prefix.prefixLength;
+    bag.warning('LBC2073', `allow: ${show(c.entry)} ${same ? 'is listed twice' : `lies inside ${show(c.by)}`} (line ${c.by.loc.line}); it changes nothing`, c.entry.loc);
+  }
+  return n.kept;
+}
+
 function readBackend(
   node: SNode,
   index: number,
   servicePort: number | null,
+  severalPorts: boolean,
+  portReported: boolean,
   serviceHealth: HealthCheck | null,
   bag: DiagnosticBag,
   settleFamily: (f: Family, loc: SourceLocation) => void,
@@ -203,6 +335,7 @@ function readBackend(
   const before = bag.items.length;
   let address: string | null = null;
   let port: number | null = servicePort;
+  let named = false;
   let weight = defaultOf<number>('backend', 'weight');
   let backup = defaultOf<boolean>('backend', 'backup');
   let health = serviceHealth;
@@ -223,6 +356,7 @@ function readBackend(
     if (parsed.port !== null) {
       if (parsed.port < 1 || parsed.port > 65535) bag.error('LBC2004', `backend port must be between 1 and 65535, not ${parsed.port}`, node.loc);
       port = parsed.port;
+      named = true;
     }
   } else if (node.kind === 'map') {
     const r = new MapReader(node, bag, 'backend');
@@ -236,7 +370,10 @@ function readBackend(
       }
     }
     const p = r.integer('port');
-    if (p) port = p.value;
+    if (p) {
+      port = p.value;
+      named = true;
+    }
     const w = r.integer('weight');
     if (w) weight = w.value;
     const b = r.boolean('backup');
@@ -249,11 +386,11 @@ function readBackend(
     return null;
   }
   if (port === null) {
-    if (bag.items.length === before) bag.error('LBC2033', 'backend port unknown: the service has no valid port', node.loc);
+    if (bag.items.length === before && !portReported) bag.error('LBC2033', 'backend port unknown: the service has no valid port', node.loc);
     return null;
   }
   if (bag.items.length > before) return null;
-  return { index, address, port, weight, backup, health, loc: node.loc };
+  return { index, address, port, keepsPort: severalPorts && !named, weight, backup, health, loc: node.loc };
 }
 
 /** "10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:80", "2001:db8::1", ":4001". */
@@ -277,6 +414,7 @@ const HEALTH_DEFAULTS: HealthCheck = {
   port: null,
   http: null,
   banner: null,
+  udp: null,
 };
 
 function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): HealthCheck | null {
@@ -293,12 +431,14 @@ function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): 
   if (timeoutMs > intervalMs) bag.error('LBC2042', `health timeout (${timeoutMs}ms) must not exceed the interval (${intervalMs}ms)`, r.loc('timeout') ?? node.loc);
   const rise = r.integer('rise')?.value ?? from.rise;
   const fall = r.integer('fall')?.value ?? from.fall;
-  const port = r.integer('port')?.value ?? from.port;
+  // An ICMP echo has no port: one inherited from the service's check is dropped, one written here refused.
+  if (check === 'icmp' && r.has('port')) bag.error('LBC2049', '"port" does not apply to check: icmp (an ICMP echo has no port)', r.keyLoc('port'), ['remove "port", or use check: tcp or udp']);
+  const port = check === 'icmp' ? null : (r.integer('port')?.value ?? from.port);
 
   const httpKeys = ['path', 'status', 'host', 'method'];
-  const bannerKeys = ['send', 'expect'];
+  const payloadKeys = ['send', 'expect'];
   for (const k of httpKeys) if (r.has(k) && check !== 'http') bag.error('LBC2043', `"${k}" only applies to check: http`, r.keyLoc(k));
-  for (const k of bannerKeys) if (r.has(k) && check !== 'banner') bag.error('LBC2043', `"${k}" only applies to check: banner`, r.keyLoc(k));
+  for (const k of payloadKeys) if (r.has(k) && check !== 'banner' && check !== 'udp') bag.error('LBC2043', `"${k}" only applies to check: banner or udp`, r.keyLoc(k));
 
   let http: HealthCheck['http'] = null;
   if (check === 'http') {
@@ -318,8 +458,41 @@ function readHealth(node: SNode, bag: DiagnosticBag, base: HealthCheck | null): 
     if (exp === undefined && !r.has('expect')) bag.error('LBC2046', 'check: banner needs "expect" (the start of the first line the backend sends, e.g. "220")', node.loc);
     banner = { send: send?.value ?? prev?.send ?? null, expect: exp ?? '' };
   }
+  let udp: HealthCheck['udp'] = null;
+  if (check === 'udp') {
+    const prev = from.check === 'udp' ? from.udp : null;
+    const send = hexField(r, 'send', bag);
+    const exp = hexField(r, 'expect', bag);
+    const sendHex = send ?? prev?.send;
+    if (sendHex === undefined && !r.has('send')) {
+      bag.error('LBC2048', 'check: udp needs "send": the datagram to send as hex bytes, e.g. "40 00 00 00" (a CoAP ping)', node.loc, [
+        'a UDP server can only show it is alive by answering, so the check needs something it answers',
+      ]);
+    }
+    udp = { send: sendHex ?? '', expect: r.has('expect') ? (exp ?? null) : (prev?.expect ?? null) };
+  }
   if (bag.items.slice(before).some((d) => d.severity === 'error')) return null;
-  return { check, intervalMs, timeoutMs, rise, fall, port, http, banner };
+  return { check, intervalMs, timeoutMs, rise, fall, port, http, banner, udp };
+}
+
+/**
+ * A check: udp payload: hex bytes, optionally spaced ("70 00 00 00"), as lower-case hex without spaces.
+ * A YAML number is refused, not read: 70000000 would lose nothing, but 0x70 or 00 00 would.
+ */
+function hexField(r: MapReader, key: string, bag: DiagnosticBag): string | undefined {
+  const n = r.node(key);
+  if (!n) return undefined;
+  if (n.kind === 'scalar' && typeof n.value === 'number') {
+    bag.error('LBC2047', `health ${key}: write the bytes of check: udp as a quoted string of hex pairs, e.g. "70 00 00 00", not the number ${n.value}`, n.loc);
+    return undefined;
+  }
+  const t = r.text(key);
+  if (!t) return undefined;
+  if (!HEX_BYTES_RE.test(t.value)) {
+    bag.error('LBC2047', `health ${key} for check: udp must be hex bytes such as "40 00 00 00" (pairs of 0-9, a-f, optionally separated by spaces), not "${printable(t.value)}"`, t.loc);
+    return undefined;
+  }
+  return t.value.replace(/ /g, '').toLowerCase();
 }
 
 /** Two services may not claim the same traffic: same family, protocol, port and the same (or overlapping CIDR) vip. */
@@ -330,48 +503,80 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
     if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice (first at line ${prev.loc.name.line})`, s.loc.name);
     else names.set(s.name, s);
   }
-  // Bucket by what every target dispatches on, so the check stays linear for 100,000 services.
-  const buckets = new Map<string, Service[]>();
+  // Same vip: no port may be claimed twice. Grouped by family, protocol and vip, then one sweep over the
+  // group's port ranges sorted by their start, so the check stays linear for 100,000 services.
+  const order = new Map(services.map((s, i) => [s, i]));
+  const claimedTwice = new Set<Service>();
+  const byVip = new Map<string, Service[]>();
   for (const s of services) {
-    const k = `${s.family}|${s.protocol}|${s.port}`;
-    let b = buckets.get(k);
-    if (!b) buckets.set(k, (b = []));
-    b.push(s);
+    const k = `${s.family}|${s.protocol}|${s.vip ? `${s.vip.address}/${s.vip.prefixLength}` : 'any'}`;
+    let g = byVip.get(k);
+    if (!g) byVip.set(k, (g = []));
+    g.push(s);
   }
-  for (const group of buckets.values()) {
-    const exact = new Map<string, Service>();
-    const cidrs: Service[] = [];
-    for (const s of group) {
-      const key = s.vip ? `${s.vip.address}/${s.vip.prefixLength}` : 'any';
-      const prev = exact.get(key);
-      if (prev) {
-        bag.error('LBC2051', `services "${prev.name}" and "${s.name}" both claim ${s.protocol} port ${s.port} on ${s.vip ? key : 'any address'}`, s.loc.vip ?? s.loc.port ?? s.loc.service, [
+  for (const group of byVip.values()) {
+    if (group.length < 2) continue;
+    const spans = group.flatMap((s) => s.ports.map((r) => ({ s, r })));
+    spans.sort((a, b) => a.r.from - b.r.from);
+    let reach = spans[0];
+    for (const cur of spans.slice(1)) {
+      if (cur.s !== reach.s && cur.r.from <= reach.r.to && !claimedTwice.has(cur.s) && !claimedTwice.has(reach.s)) {
+        const [prev, s] = order.get(reach.s)! < order.get(cur.s)! ? [reach.s, cur.s] : [cur.s, reach.s];
+        claimedTwice.add(s);
+        const port = firstSharedPort(prev.ports, s.ports)!;
+        const where = s.vip ? `${s.vip.address}/${s.vip.prefixLength}` : 'any address';
+        bag.error('LBC2051', `services "${prev.name}" and "${s.name}" both claim ${s.protocol} port ${port} on ${where}`, s.loc.vip ?? s.loc.port ?? s.loc.service, [
           prev.interface !== s.interface ? 'lbc dispatches on address, protocol and port; an interface does not tell services apart — give each its own vip or port' : 'merge them into one service or give each its own vip or port',
         ]);
-        continue;
       }
-      exact.set(key, s);
-      if (s.vip && !s.vip.isHost) cidrs.push(s);
-    }
-    // Nested CIDR blocks would make the winner depend on the target; refuse them. Prefixes either nest or are
-    // disjoint, so after sorting by start only the block reaching furthest so far can contain the next one.
-    if (cidrs.length > 1) {
-      const ranged = cidrs.map((s) => {
-        const bits = bitsOf(s.vip!.address, s.family);
-        const keep = bits.slice(0, s.vip!.prefixLength);
-        return { s, start: bits, end: keep.padEnd(bits.length, '1') };
-      });
-      ranged.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.s.vip!.prefixLength - b.s.vip!.prefixLength));
-      let widest = ranged[0];
-      for (const cur of ranged.slice(1)) {
-        if (cur.start <= widest.end) {
-          const a = widest.s, b = cur.s;
-          bag.error('LBC2052', `vip ${b.vip!.address}/${b.vip!.prefixLength} of "${b.name}" overlaps ${a.vip!.address}/${a.vip!.prefixLength} of "${a.name}" on the same protocol and port`, b.loc.vip);
-        }
-        if (cur.end > widest.end) widest = cur;
-      }
+      if (cur.r.to > reach.r.to) reach = cur;
     }
   }
+  // Nested CIDR blocks would make the winner depend on the target; refuse them where their ports meet.
+  const cidrs = services.filter((s) => s.vip && !s.vip.isHost && !claimedTwice.has(s));
+  const single = new Map<string, Service[]>();
+  for (const s of cidrs) {
+    if (s.ports.length !== 1 || s.ports[0].from !== s.ports[0].to) continue;
+    const k = `${s.family}|${s.protocol}|${s.port}`;
+    let b = single.get(k);
+    if (!b) single.set(k, (b = []));
+    b.push(s);
+  }
+  const nestedError = (a: Service, b: Service) =>
+    bag.error('LBC2052', `vip ${b.vip!.address}/${b.vip!.prefixLength} of "${b.name}" overlaps ${a.vip!.address}/${a.vip!.prefixLength} of "${a.name}" on the same protocol and port`, b.loc.vip);
+  // Single-port services: prefixes either nest or are disjoint, so after sorting by start only the block
+  // reaching furthest so far can contain the next one.
+  for (const group of single.values()) {
+    if (group.length < 2) continue;
+    const ranged = group.map((s) => {
+      const bits = bitsOf(s.vip!.address, s.family);
+      const keep = bits.slice(0, s.vip!.prefixLength);
+      return { s, start: bits, end: keep.padEnd(bits.length, '1') };
+    });
+    ranged.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.s.vip!.prefixLength - b.s.vip!.prefixLength));
+    let widest = ranged[0];
+    for (const cur of ranged.slice(1)) {
+      if (cur.start <= widest.end) nestedError(widest.s, cur.s);
+      if (cur.end > widest.end) widest = cur;
+    }
+  }
+  // CIDR services with several ports (rare) are compared with every other CIDR service of their family and protocol.
+  const multi = cidrs.filter((s) => s.ports.length > 1 || s.ports[0].from !== s.ports[0].to);
+  const done = new Set<Service>();
+  for (const m of multi) {
+    done.add(m);
+    for (const o of cidrs) {
+      if (o === m || (done.has(o) && multi.includes(o)) || o.family !== m.family || o.protocol !== m.protocol) continue;
+      if (!firstSharedPort(m.ports, o.ports) || !prefixesNest(m.vip!, o.vip!, m.family)) continue;
+      const [a, b] = order.get(m)! < order.get(o)! ? [m, o] : [o, m];
+      nestedError(a, b);
+    }
+  }
+}
+
+function prefixesNest(a: Prefix, b: Prefix, family: Family): boolean {
+  const len = Math.min(a.prefixLength, b.prefixLength);
+  return bitsOf(a.address, family).slice(0, len) === bitsOf(b.address, family).slice(0, len);
 }
 
 export type { SScalar, SMap };

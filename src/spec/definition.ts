@@ -69,12 +69,24 @@ export interface BlockDef {
   fields: Readonly<Record<string, FieldDef>>;
   /** At least one of these fields must be present (a backend needs an address, a port, or both). */
   oneOfRequired?: readonly string[];
+  /** Exactly one of these fields must be present (a service has a port or ports, not both). */
+  exactlyOneOf?: readonly string[];
 }
 
 export const MAX_WEIGHT = 1000;
 export const MAX_BACKENDS = 1024;
 /** ipset's largest timeout; also far beyond any sane affinity. */
 export const MAX_STICKY_SECONDS = 2_147_483;
+/** Client blocks in one service's allow list: ipset's default maxelem, and far beyond a hand-kept ACL. */
+export const MAX_ALLOW = 65_536;
+/** Entries in one service's ports list (each a port or a range). */
+export const MAX_PORT_ENTRIES = 256;
+/** A port number 1-65535 in text, for patterns. */
+const PORT_TEXT = '(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+/** "LOW-HIGH": an inclusive port range in `ports` (LOW below HIGH is checked by the validator). */
+export const PORT_RANGE_RE = new RegExp(`^(${PORT_TEXT})-(${PORT_TEXT})$`);
+/** Hex bytes for check udp: pairs of hex digits, optionally separated by spaces ("40 00 00 00"). */
+export const HEX_BYTES_RE = /^ *[0-9A-Fa-f]{2}(?: *[0-9A-Fa-f]{2})* *$/;
 
 export const NAME_RE = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
 /** Linux IFNAMSIZ is 16 with the NUL; BSD names are shorter. No quotes, spaces or wildcards: they would reach rule text. */
@@ -94,12 +106,17 @@ const HEALTH: BlockDef = {
   description:
     'How lbc agent (and relayd, iptables-condition) check a backend. On a backend: an override merged over the service\'s check.',
   fields: {
-    check: { type: { kind: 'enum', values: ['tcp', 'http', 'banner'] }, default: 'tcp', description: 'tcp: a connect; http: a request whose status must match; banner: the first line the backend sends must start with `expect`.' },
+    check: {
+      type: { kind: 'enum', values: ['tcp', 'http', 'banner', 'icmp', 'udp'] },
+      default: 'tcp',
+      description:
+        'tcp: a connect; http: a request whose status must match; banner: the first line the backend sends must start with `expect`; icmp: an ICMP echo request must be answered; udp: one datagram (`send`, hex bytes) must be answered, by an answer starting with `expect` when given.',
+    },
     interval: { type: { kind: 'duration', minMs: 10, maxMs: 3_600_000, code: 'LBC2041', example: '1s or 500ms' }, default: '2s', description: 'Time between two checks of one backend (10ms to 1h), with a unit: ms, s, m, h.' },
     timeout: { type: { kind: 'duration', minMs: 10, maxMs: 3_600_000, code: 'LBC2041', example: '1s or 500ms' }, default: '1s', description: 'How long one check may take (10ms to 1h, at most the interval); default 1s, or the interval when that is shorter.' },
     rise: { type: { kind: 'integer', min: 1, max: 100 }, default: 2, description: 'Consecutive successes before a down backend counts as up.' },
     fall: { type: { kind: 'integer', min: 1, max: 100 }, default: 3, description: 'Consecutive failures before an up backend counts as down.' },
-    port: { type: PORT, description: "Port to probe instead of the backend's own." },
+    port: { type: PORT, description: "Port to probe instead of the backend's own (for a backend of a service with several ports that names none: the service's first port). Not for check: icmp." },
     path: {
       type: {
         kind: 'text',
@@ -120,11 +137,13 @@ const HEALTH: BlockDef = {
     method: { type: { kind: 'enum', values: ['GET', 'HEAD'] }, default: 'GET', description: 'check: http only. The request method.' },
     send: {
       type: { kind: 'text', pattern: /^[\x20-\x7e\r\n\t]{0,512}$/, invalid: { code: 'LBC2045', message: () => 'health send must be printable ASCII (\\r, \\n and \\t allowed), at most 512 characters' } },
-      description: 'check: banner only. Text sent after the banner is read (e.g. "QUIT\\r\\n"); printable ASCII, \\r, \\n and \\t, at most 512 characters.',
+      description:
+        'check: banner: text sent after the banner is read (e.g. "QUIT\\r\\n"); printable ASCII, \\r, \\n and \\t, at most 512 characters. check: udp (and required there): the datagram to send, as hex bytes, e.g. "40 00 00 00" (a CoAP ping).',
     },
     expect: {
       type: { kind: 'text', pattern: /^[\x20-\x7e]{1,256}$/, numbers: true, invalid: { code: 'LBC2045', message: () => 'health expect must be 1-256 printable ASCII characters' } },
-      description: 'check: banner only (and required there). The start of the first line a healthy backend sends, e.g. "220".',
+      description:
+        'check: banner (and required there): the start of the first line a healthy backend sends, e.g. "220". check: udp: the start of a healthy answer as hex bytes, e.g. "70 00 00 00" (a CoAP reset); without it any answer is healthy.',
     },
   },
 };
@@ -163,7 +182,28 @@ const SERVICE: BlockDef = {
       description: `Unique name, 1-${MAX_SERVICE_NAME_LENGTH} characters: lower-case letters, digits and "-", starting with a letter, not ending with "-" (it becomes part of chain, table and set names).`,
     },
     vip: { type: { kind: 'address', block: true }, description: 'Virtual IP: an IPv4 or IPv6 address, or a CIDR block with the host bits zero. Omitted: any local address.' },
-    port: { type: PORT, required: true, description: 'The port clients connect to (1-65535).' },
+    port: { type: PORT, description: 'The port clients connect to (1-65535). A service has `port` or `ports`.' },
+    ports: {
+      type: {
+        kind: 'list',
+        items: [
+          PORT,
+          {
+            kind: 'text',
+            pattern: PORT_RANGE_RE,
+            invalid: { code: 'LBC2061', message: (v) => `port range "${printable(v)}" must be LOW-HIGH, two ports from 1 to 65535 with LOW below HIGH` },
+          },
+        ],
+        minItems: 1,
+        maxItems: MAX_PORT_ENTRIES,
+      },
+      description:
+        `Several ports instead of \`port\`: ports and ranges "LOW-HIGH" (at most ${MAX_PORT_ENTRIES} entries, none overlapping), e.g. [5683, 5684] or ["4000-4010"]. One rotation (and one affinity table) covers all of them; a backend without a port of its own keeps the port the client connected to.`,
+    },
+    allow: {
+      type: { kind: 'list', items: [{ kind: 'address', block: true }], minItems: 1, maxItems: MAX_ALLOW },
+      description: `Client source addresses or CIDR blocks that are balanced (at most ${MAX_ALLOW}); connections from anywhere else are refused. Omitted: every client.`,
+    },
     protocol: { type: { kind: 'enum', values: ['tcp', 'udp'] }, default: 'tcp', description: 'tcp or udp.' },
     interface: {
       type: {
@@ -201,6 +241,7 @@ const SERVICE: BlockDef = {
       description: `The servers (1-${MAX_BACKENDS}): mappings, or the shorthand "ADDRESS", "ADDRESS:PORT", "[IPv6]:PORT", ":PORT" (a port on this host).`,
     },
   },
+  exactlyOneOf: ['port', 'ports'],
 };
 
 /** Node names (node1, lb-a): they reach keepalived.conf, script arguments and comments. */

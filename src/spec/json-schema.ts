@@ -69,6 +69,7 @@ function blockSchema(b: BlockDef): JsonSchema {
   };
   if (required.length) s.required = required;
   if (b.oneOfRequired) s.anyOf = b.oneOfRequired.map((k) => ({ required: [k] }));
+  if (b.exactlyOneOf) s.oneOf = b.exactlyOneOf.map((k) => ({ required: [k] }));
   return s;
 }
 

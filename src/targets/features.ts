@@ -4,8 +4,9 @@
  * the one place that decides which features a service needs.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
-import type { Service } from '../ir/types.js';
+import type { HealthCheck, Service } from '../ir/types.js';
 import { primaries } from '../ir/types.js';
+import { backendPortKey } from '../ir/ports.js';
 
 export const FEATURES = {
   'mode.nth': 'exact rotation (mode nth)',
@@ -27,6 +28,12 @@ export const FEATURES = {
   health: 'health checks',
   backup: 'backup backends',
   'backup.port': 'backup backends on another port than the primaries',
+  'ports.list': 'several ports per service (a list in ports)',
+  'ports.range': 'a port range per service (LOW-HIGH in ports)',
+  allow: 'balancing only listed client networks (allow)',
+  'health.icmp': 'ICMP echo health checks (check: icmp)',
+  'health.udp': 'UDP request/answer health checks (check: udp)',
+  'health.per-backend': 'backends or backups with a health check of their own',
 } as const;
 
 export type Feature = keyof typeof FEATURES;
@@ -34,6 +41,11 @@ export type Feature = keyof typeof FEATURES;
 export interface FeatureUse {
   feature: Feature;
   location: SourceLocation;
+}
+
+/** Two checks alike in every field (the validator shares one object; an IR read back from JSON does not). */
+function sameCheck(a: HealthCheck | null, b: HealthCheck | null): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 export function featuresOf(svc: Service): FeatureUse[] {
@@ -57,20 +69,34 @@ export function featuresOf(svc: Service): FeatureUse[] {
   if (localBe) at('backend.local', localBe.loc);
   // Ports are judged over the primaries: the static rules hold only them, and a backup pool is a
   // separate pool (relayd's second "forward to", the agent's re-render) with its own single port.
-  const otherPort = prim.find((b) => b.port !== svc.port);
+  // A backend keeping the client's port (several service ports) is on the service's port, whichever it was.
+  const key = backendPortKey;
+  const otherPort = prim.find((b) => !b.keepsPort && b.port !== svc.port);
   if (otherPort) at('backend.port', otherPort.loc);
-  const differing = prim.find((b) => b.port !== prim[0].port);
+  const differing = prim.find((b) => key(b) !== key(prim[0]));
   if (differing) at('backend.ports-differ', differing.loc);
   const backups = svc.backends.filter((b) => b.backup);
-  const backupDiffering = backups.find((b) => b.port !== backups[0].port);
+  const backupDiffering = backups.find((b) => key(b) !== key(backups[0]));
   if (backupDiffering) at('backend.ports-differ', backupDiffering.loc);
   // Pool-based targets swap a backup into the same rule (pf table, relayd's second table), which has one port.
-  const backupOtherPort = backups.find((b) => !differing && b.port !== prim[0].port);
+  const backupOtherPort = backups.find((b) => !differing && key(b) !== key(prim[0]));
   if (backupOtherPort) at('backup.port', backupOtherPort.loc);
   if (svc.local) at('local', svc.loc.local);
   const checked = svc.backends.find((b) => b.health);
   if (checked) at('health', svc.loc.health ?? checked.loc);
   const backup = svc.backends.find((b) => b.backup);
   if (backup) at('backup', backup.loc);
+  const portsLoc = svc.loc.ports ?? svc.loc.port;
+  if (svc.ports.some((r) => r.from !== r.to)) at('ports.range', portsLoc);
+  if (svc.ports.length > 1) at('ports.list', portsLoc);
+  if (svc.allow) at('allow', svc.loc.allow);
+  const ownCheck = (b: Service['backends'][number]) => b.health !== svc.health && !sameCheck(b.health, svc.health);
+  const kinds = (k: HealthCheck['check']) => svc.backends.find((b) => b.health?.check === k);
+  const icmp = kinds('icmp');
+  if (icmp) at('health.icmp', ownCheck(icmp) ? icmp.loc : svc.loc.health);
+  const udp = kinds('udp');
+  if (udp) at('health.udp', ownCheck(udp) ? udp.loc : svc.loc.health);
+  const own = svc.backends.find(ownCheck);
+  if (own) at('health.per-backend', own.loc);
   return uses;
 }

@@ -2,7 +2,6 @@
 // three backends while one of them dies and comes back, for the nftables and the
 // iptables target. Only inside the namespaces the harness creates; every process
 // started here is killed in finally/afterAll; every wait has a deadline.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import type { Backend, HealthCheck, IR, Service } from '../../src/ir/types.js';
 import { ADDR, createTopology, kernelSuite, tally, type Topology } from './harness/index.js';
+import { Proc } from './harness/proc.js';
 
 // The agents below apply incrementally; their record of what is loaded belongs to the test, not the host's /run/lbc.
 const stateDir = mkdtempSync(join(tmpdir(), 'lbc-agent-state-'));
@@ -23,14 +23,14 @@ const RISE = 2;
 const DETECT_BOUND_MS = INTERVAL * FALL + 1000;
 
 const loc = { file: 'agent-test.yaml', line: 1, column: 1 };
-const HC: HealthCheck = { check: 'tcp', intervalMs: INTERVAL, timeoutMs: 300, rise: RISE, fall: FALL, port: 8080, http: null, banner: null };
+const HC: HealthCheck = { check: 'tcp', intervalMs: INTERVAL, timeoutMs: 300, rise: RISE, fall: FALL, port: 8080, http: null, banner: null, udp: null };
 const IDS = ['b0', 'b1', 'b2'];
 const VIP = ADDR.v4.vip(1);
 
 function service(name: string, port: number, protocol: 'tcp' | 'udp', bePort: number): Service {
-  const backends: Backend[] = IDS.map((_, i) => ({ index: i, address: ADDR.v4.backends[i], port: bePort, weight: 1, backup: false, health: HC, loc }));
+  const backends: Backend[] = IDS.map((_, i) => ({ index: i, address: ADDR.v4.backends[i], port: bePort, keepsPort: false, weight: 1, backup: false, health: HC, loc }));
   return {
-    name, family: 'ipv4', vip: { address: VIP, prefixLength: 32, isHost: true }, port, protocol, interface: null,
+    name, family: 'ipv4', vip: { address: VIP, prefixLength: 32, isHost: true }, port, ports: [{ from: port, to: port }], allow: null, protocol, interface: null,
     mode: 'nth', hashFields: [], sticky: null, local: false, backends, health: HC,
     loc: { service: loc, name: loc, backends: loc },
   };
@@ -105,52 +105,6 @@ const target = targetName === 'nftables'
 const code = await runAgent(JSON.parse(irJson), target, { log: (l) => process.stderr.write(l + '\\n'), notify: null });
 process.exit(code);
 `;
-
-/** A child process whose output lines the test can wait for, with deadlines. */
-class Proc {
-  readonly out: string[] = [];
-  readonly err: string[] = [];
-  readonly child: ChildProcess;
-  readonly exited: Promise<number | null>;
-  private bufs = { out: '', err: '' };
-  constructor(argv: string[]) {
-    this.child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    for (const k of ['out', 'err'] as const) {
-      const stream = k === 'out' ? this.child.stdout! : this.child.stderr!;
-      stream.setEncoding('utf8');
-      stream.on('data', (d: string) => {
-        this.bufs[k] += d;
-        let i;
-        while ((i = this.bufs[k].indexOf('\n')) >= 0) {
-          this[k].push(this.bufs[k].slice(0, i));
-          this.bufs[k] = this.bufs[k].slice(i + 1);
-        }
-      });
-    }
-    this.exited = new Promise((r) => this.child.on('exit', (code) => r(code)));
-  }
-  /** Index of the first line at or after `from` matching `re`; rejects after `ms`. */
-  async waitLine(stream: 'out' | 'err', re: RegExp, from = 0, ms = 15_000): Promise<number> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const lines = this[stream];
-      for (let i = from; i < lines.length; i++) if (re.test(lines[i])) return i;
-      if (this.child.exitCode !== null || Date.now() > end) {
-        throw new Error(`no line matching ${re} (${this.child.exitCode !== null ? 'process exited' : 'timeout'}); stderr:\n${this.err.join('\n')}\nstdout:\n${this.out.join('\n')}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  kill(): void {
-    if (this.child.exitCode === null && this.child.pid) {
-      try {
-        process.kill(this.child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
 
 const procs: Proc[] = [];
 const topos: Topology[] = [];

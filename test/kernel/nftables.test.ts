@@ -28,11 +28,11 @@ function svc(s: SvcInput): Service {
   const [address, len] = (s.vip ?? '').split('/');
   const prefixLength = len ? Number(len) : full;
   const backends: Backend[] = s.backends.map((b, index) => ({
-    index, address: b.address, port: b.port, weight: b.weight ?? 1, backup: b.backup ?? false, health: null, loc,
+    index, address: b.address, port: b.port, keepsPort: false, weight: b.weight ?? 1, backup: b.backup ?? false, health: null, loc,
   }));
   const mode = s.mode ?? 'nth';
   return {
-    name: s.name, family, vip: s.vip ? { address, prefixLength, isHost: prefixLength === full } : null, port: s.port,
+    name: s.name, family, vip: s.vip ? { address, prefixLength, isHost: prefixLength === full } : null, port: s.port, ports: [{ from: s.port, to: s.port }], allow: null,
     protocol: s.protocol ?? 'tcp', interface: null, mode, hashFields: mode === 'hash' ? (s.hash ?? ['saddr']) : [],
     sticky: s.sticky ? { timeoutSeconds: s.sticky } : null, local: false, backends, health: null,
     loc: { service: loc, name: loc, backends: loc },

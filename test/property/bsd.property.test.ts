@@ -51,13 +51,15 @@ const serviceArb = (index: number) =>
 
 function toService(raw: any, index: number): Service {
   const line = 1 + index * 40;
-  const backends: Backend[] = raw.backends.map((b: any, i: number) => ({ ...b, index: i, health: null, loc: at(line + 20 + i, 9) }));
+  const backends: Backend[] = raw.backends.map((b: any, i: number) => ({ ...b, index: i, keepsPort: false, health: null, loc: at(line + 20 + i, 9) }));
   if (backends.every((b) => b.backup)) backends[0].backup = false;
   return {
     name: `svc${index}`,
     family: raw.family,
     vip: raw.vip,
     port: raw.port,
+    ports: [{ from: raw.port, to: raw.port }],
+    allow: null,
     protocol: raw.protocol,
     interface: raw.interface,
     mode: raw.mode,

@@ -40,6 +40,8 @@ export function specArbitrary(opts: GenOptions = {}): fc.Arbitrary<string> {
       iface: fc.option(fc.constantFrom('eth0', 'lagg0', 'bond0.204', 'em1'), { nil: undefined }),
       cidrLen: fc.integer({ min: 8, max: 30 }),
       seed: fc.integer({ min: 1, max: 200 }),
+      ports: fc.constantFrom('one', 'one', 'list', 'range'),
+      allow: fc.option(fc.uniqueArray(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 3 }), { nil: undefined, freq: 3 }),
     })
     .chain((s) =>
       fc.record({
@@ -69,6 +71,12 @@ export function specArbitrary(opts: GenOptions = {}): fc.Arbitrary<string> {
         });
       if (!bes.some((b) => !b.backup)) delete bes[0].backup;
       const svc: Record<string, unknown> = { name: `svc-${i}`, port: svcPort, protocol: s.protocol, mode: s.mode, family: s.family, backends: bes };
+      // Several ports, each service in ports of its own: 1000+i and 2000+i, or 3000+20i to 3000+20i+5.
+      if (s.ports !== 'one') {
+        delete svc.port;
+        svc.ports = s.ports === 'list' ? [svcPort, 2000 + i] : [`${3000 + 20 * i}-${3000 + 20 * i + 5}`];
+      }
+      if (s.allow) svc.allow = s.allow.map((a) => (s.family === 'ipv4' ? (a % 2 ? `198.51.${a}.0/24` : `192.0.2.${a}`) : a % 2 ? `2001:db8:f${a.toString(16)}::/48` : `2001:db8:e::${a.toString(16)}`));
       if (s.mode === 'hash') svc.hash = s.hash;
       if (s.vipKind === 'host') svc.vip = s.family === 'ipv4' ? `198.51.100.${s.seed}` : `2001:db8::${s.seed.toString(16)}`;
       if (s.vipKind === 'cidr') svc.vip = s.family === 'ipv4' ? cidr4(s.seed, s.cidrLen) : `2001:db8:${s.seed.toString(16)}::/48`;

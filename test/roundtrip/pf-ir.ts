@@ -8,6 +8,7 @@ export interface BackendInput {
   port?: number;
   weight?: number;
   backup?: boolean;
+  keepsPort?: boolean;
 }
 
 export interface ServiceInput extends Partial<Omit<Service, 'backends' | 'vip' | 'loc'>> {
@@ -30,6 +31,7 @@ export function service(s: ServiceInput): Service {
     index,
     address: b.address === undefined ? null : b.address,
     port: b.port ?? port,
+    keepsPort: b.keepsPort ?? false,
     weight: b.weight ?? 1,
     backup: b.backup ?? false,
     health: null,
@@ -40,6 +42,8 @@ export function service(s: ServiceInput): Service {
     family,
     vip,
     port,
+    ports: s.ports ?? [{ from: port, to: port }],
+    allow: s.allow ?? null,
     protocol: s.protocol ?? 'tcp',
     interface: s.interface ?? null,
     mode: s.mode ?? 'nth',

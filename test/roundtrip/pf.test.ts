@@ -43,6 +43,20 @@ const both = [
   service({ name: 'local4', vip: '192.0.2.14', port: 25, backends: [{ address: null, port: 2525 }] }),
   service({ name: 'ifaddr', vip: null, interface: 'vtnet0', port: 22, backends: [{ address: '10.0.3.1' }, { address: '10.0.3.2' }] }),
   service({ name: 'net', vip: '203.0.113.0/24', port: 80, backends: [{ address: '10.0.4.1' }, { address: '10.0.4.2' }, { address: '10.0.4.3', backup: true }] }),
+  // Seed 002's <mng_subnet>: translated only from the table, everyone else dropped.
+  service({
+    name: 'mng', vip: '192.0.2.15', interface: 'em0',
+    allow: [{ address: '221.222.212.0', prefixLength: 24, isHost: false }, { address: '222.222.222.0', prefixLength: 24, isHost: false }],
+    backends: [{ address: '10.0.7.1' }, { address: '10.0.7.2' }],
+  }),
+  // Seed 004: CoAP and CoAPS in one rule, each connection keeping its port.
+  service({
+    name: 'coap', vip: '192.0.2.16', port: 5683, protocol: 'udp', sticky: { timeoutSeconds: 3600 },
+    ports: [{ from: 5683, to: 5683 }, { from: 5684, to: 5684 }],
+    allow: Array.from({ length: 6 }, (_, i) => ({ address: `198.51.100.${i * 2}`, prefixLength: 32, isHost: true })),
+    backends: [{ address: '10.0.8.1', keepsPort: true }, { address: '10.0.8.2', keepsPort: true }],
+  }),
+  service({ name: 'range', vip: '192.0.2.17', port: 7000, ports: [{ from: 7000, to: 7010 }], backends: [{ address: '10.0.9.1', keepsPort: true }, { address: '10.0.9.2', keepsPort: true }] }),
 ];
 
 describe.each(targets)('round trip for $target.name', ({ target, dialect }) => {
@@ -97,6 +111,13 @@ describe.each(targets)('round trip for $target.name', ({ target, dialect }) => {
     }
   });
 
+  it('refuses ports that are not one block of consecutive ports, naming the way out', () => {
+    const gaps = service({ name: 'gaps', vip: '192.0.2.18', port: 80, ports: [{ from: 80, to: 80 }, { from: 443, to: 443 }], backends: [{ address: '10.0.9.1', keepsPort: true }] });
+    const r = compileForTarget(target, ir(gaps));
+    expect(r.files).toEqual([]);
+    expect(r.diagnostics.map((d) => `${d.message} / ${d.notes?.join(' ')}`).join('\n')).toMatch(/not one block of consecutive ports.*one service per block of consecutive ports/);
+  });
+
   it('output is deterministic', () => {
     const a = compileForTarget(target, ir(...both)).files[0].content;
     const b = compileForTarget(target, ir(...both)).files[0].content;
@@ -124,6 +145,13 @@ describe('pf-openbsd only', () => {
     expect(text).toMatch(/port 4000 rdr-to 127\.0\.0\.1 port 4008 keep state\n/);
     // mode nth is approximated by a random choice, and says so.
     expect(diagnostics.filter((d) => d.code === 'LBC3002').map((d) => d.message).join(' ')).toMatch(/random, not a strict rotation/);
+  });
+
+  it('a port range with one backend keeping the client port and one on a port of its own', () => {
+    const svc = service({ name: 'mixed', vip: '192.0.2.31', port: 7000, mode: 'random', ports: [{ from: 7000, to: 7010 }], backends: [{ address: '10.0.9.1', keepsPort: true }, { address: '10.0.9.2', port: 8080 }] });
+    const { text } = roundTrip(pfOpenbsdTarget, 'openbsd', ir(svc));
+    expect(text).toContain('port 7000:7010 probability 50% rdr-to 10.0.9.1 port 7000:* keep state');
+    expect(text).toMatch(/port 7000:7010 rdr-to 10\.0\.9\.2 port 8080 keep state\n/);
   });
 
   it('weighted random across different ports is exact', () => {

@@ -9,14 +9,14 @@ import type { Backend, HealthCheck, IR, Service } from '../../src/ir/types.js';
 import type { ApplyContext, OutputFile, TargetDefinition } from '../../src/targets/target.js';
 
 const loc = { file: 't.yaml', line: 1, column: 1 };
-const HC: HealthCheck = { check: 'tcp', intervalMs: 15, timeoutMs: 10, rise: 2, fall: 2, port: null, http: null, banner: null };
+const HC: HealthCheck = { check: 'tcp', intervalMs: 15, timeoutMs: 10, rise: 2, fall: 2, port: null, http: null, banner: null, udp: null };
 
 function be(index: number, address: string, backup = false, health: HealthCheck | null = HC): Backend {
-  return { index, address, port: 80, weight: 1, backup, health, loc };
+  return { index, address, port: 80, keepsPort: false, weight: 1, backup, health, loc };
 }
 function svc(name: string, backends: Backend[], protocol: 'tcp' | 'udp' = 'tcp'): Service {
   return {
-    name, family: 'ipv4', vip: { address: '192.0.2.1', prefixLength: 32, isHost: true }, port: 80, protocol,
+    name, family: 'ipv4', vip: { address: '192.0.2.1', prefixLength: 32, isHost: true }, port: 80, ports: [{ from: 80, to: 80 }], allow: null, protocol,
     interface: null, mode: 'nth', hashFields: [], sticky: null, local: false, backends, health: HC,
     loc: { service: loc, name: loc, backends: loc },
   };

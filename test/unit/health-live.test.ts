@@ -4,10 +4,10 @@ import type { Health } from '../../src/health/state.js';
 import type { Backend, HealthCheck, IR, Service } from '../../src/ir/types.js';
 
 const loc = { file: 't.yaml', line: 1, column: 1 };
-const HC: HealthCheck = { check: 'tcp', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 3, port: null, http: null, banner: null };
+const HC: HealthCheck = { check: 'tcp', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 3, port: null, http: null, banner: null, udp: null };
 
 function be(index: number, address: string, backup = false, weight = 1, health: HealthCheck | null = HC): Backend {
-  return { index, address, port: 80, weight, backup, health, loc };
+  return { index, address, port: 80, keepsPort: false, weight, backup, health, loc };
 }
 
 function svc(name: string, backends: Backend[]): Service {
@@ -16,6 +16,8 @@ function svc(name: string, backends: Backend[]): Service {
     family: 'ipv4',
     vip: { address: '192.0.2.1', prefixLength: 32, isHost: true },
     port: 80,
+    ports: [{ from: 80, to: 80 }],
+    allow: null,
     protocol: 'tcp',
     interface: null,
     mode: 'nth',

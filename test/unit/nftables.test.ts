@@ -29,11 +29,11 @@ function svc(s: SvcInput): Service {
   const prefixLength = len ? Number(len) : full;
   const port = s.port ?? 80;
   const backends: Backend[] = s.backends.map((b, index) => ({
-    index, address: b.address, port: b.port ?? port, weight: b.weight ?? 1, backup: b.backup ?? false, health: null, loc,
+    index, address: b.address, port: b.port ?? port, keepsPort: false, weight: b.weight ?? 1, backup: b.backup ?? false, health: null, loc,
   }));
   const mode = s.mode ?? 'nth';
   return {
-    name: s.name, family, vip: s.vip ? { address, prefixLength, isHost: prefixLength === full } : null, port,
+    name: s.name, family, vip: s.vip ? { address, prefixLength, isHost: prefixLength === full } : null, port, ports: [{ from: port, to: port }], allow: null,
     protocol: s.protocol ?? 'tcp', interface: s.interface ?? null, mode, hashFields: mode === 'hash' ? (s.hash ?? ['saddr']) : [],
     sticky: s.sticky ? { timeoutSeconds: s.sticky } : null, local: s.local ?? false, backends, health: null,
     loc: { service: loc, name: loc, backends: loc },

@@ -33,6 +33,31 @@ describe('parsePf accepts the constructs lbc writes', () => {
     expect(new Set(m.targets.map((t) => t.port))).toEqual(new Set([4001]));
   });
 
+  it('a matched port range with `port LO:*` (or no port) keeps the client port; a source table with its block rule is an allow list', () => {
+    const text = [
+      'table <allow> const { 198.51.100.0/24, 203.0.113.7 }',
+      'rdr on em0 inet proto udp from <allow> to 192.0.2.1 port 5683:5684 tag t -> { 10.0.0.1, 10.0.0.2 } port 5683:* round-robin',
+      'rdr on em0 inet proto udp from any to 192.0.2.2 port 5683:5684 tag u -> 10.0.0.3',
+      'block drop in quick on em0 inet proto udp from ! <allow> to 192.0.2.1 port 5683:5684',
+      'pass in quick on em0 inet proto udp all tagged t keep state',
+      '',
+    ].join('\n');
+    const [a, b] = pfMeaning(parsePf(text));
+    expect(a).toMatchObject({ ports: { from: 5683, to: 5684 }, allow: ['198.51.100.0/24', '203.0.113.7/32'], othersRefused: true });
+    expect(a.targets.map((t) => t.port)).toEqual(['kept', 'kept']);
+    expect(b).toMatchObject({ ports: { from: 5683, to: 5684 }, allow: null, othersRefused: false });
+    expect(b.targets.map((t) => t.port)).toEqual(['kept']);
+    // A block rule that returns, or one for another destination, does not drop the others.
+    const notDropped = text.replace('block drop in', 'block return in');
+    expect(pfMeaning(parsePf(notDropped))[0].othersRefused).toBe(false);
+    expect(pfMeaning(parsePf(text.replace('! <allow> to 192.0.2.1 port 5683:5684', '! <allow> to 192.0.2.1 port 5683')))[0].othersRefused).toBe(false);
+  });
+
+  it('refuses `! any` and a block policy on pass, as pfctl does', () => {
+    expect(() => parsePf('block drop in quick inet proto tcp from ! any to 192.0.2.1 port 80\n')).toThrow(PfSyntaxError);
+    expect(() => parsePf('pass drop in quick inet proto tcp from any to 192.0.2.1 port 80\n')).toThrow(PfSyntaxError);
+  });
+
   it('OpenBSD weights and probability cascades', () => {
     const ast = parsePf(
       [

@@ -70,8 +70,8 @@ function expectedMeaning(ir: IR, freebsd = false) {
           check:
             !hc
               ? { kind: svc.protocol === 'udp' ? 'icmp' : 'tcp' }
-              : hc.check === 'tcp'
-              ? { kind: 'tcp' }
+              : hc.check === 'tcp' || hc.check === 'icmp'
+              ? { kind: hc.check }
               : hc.check === 'http'
                 ? { kind: 'http', path: hc.http!.path, host: hc.http!.host, code: hc.http!.status }
                 : { kind: 'send', send: hc.banner!.send, expect: `${hc.banner!.expect}*` },
@@ -223,6 +223,56 @@ services:
 services:
   - { name: v, port: 80, interface: em0, health: { check: tcp }, backends: [{ address: 10.0.1.1 }] }
 `, /listen on/);
+  });
+
+  it('seed 002 as it runs: check tcp for the pool, check icmp for the fallback, and the management networks only', () => {
+    const spec = `
+services:
+  - name: www
+    vip: 192.168.1.51
+    port: 80
+    interface: em0
+    allow: [222.222.222.0/24, 221.222.212.0/24]
+    health: { check: tcp, interval: 10s, timeout: 300ms, rise: 1 }
+    backends:
+      - 192.168.10.20
+      - 192.168.10.21
+      - { port: 80, backup: true, health: { check: icmp } }
+`;
+    const allowTable = ['221.222.212.0/24', '222.222.222.0/24'];
+    for (const [target, dialect] of [[relaydTarget, 'openbsd'], [relaydFreebsdTarget, 'freebsd']] as const) {
+      const { ir, result } = compile(spec, target);
+      expect(result.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+      const conf = parseRelaydConf(result.files.find((f) => f.name === 'relayd.conf')!.content);
+      expect(conf.redirects[0].forwards.map((f) => f.check)).toEqual([{ kind: 'tcp' }, { kind: 'icmp' }]);
+      expect(conf.redirects[0].forwards.map((f) => f.check)).toEqual(expectedMeaning(ir, dialect === 'freebsd')[0].forwards.map((f) => f.check));
+      // The pf.conf lines keep everyone else from relayd's anchor, read back with the pf grammar.
+      const lines = result.files.find((f) => f.name === 'pf.conf.relayd')!.content.split('\n').filter((l) => !/anchor "relayd/.test(l)).join('\n');
+      const ast = parsePf(lines, dialect);
+      const table = ast.statements.find((st) => st.kind === 'table');
+      expect(table && table.kind === 'table' && table.entries!.map((e) => `${e.address}/${e.prefixLength}`)).toEqual(allowTable);
+      const block = ast.statements.find((st) => st.kind === 'filter' && st.action === 'block');
+      expect(block).toMatchObject({ blockPolicy: 'drop', direction: 'in', quick: true, interface: 'em0', src: { kind: 'not', host: { kind: 'table', name: 'lbc-allow_www' } }, dst: { kind: 'address', address: '192.168.1.51' }, dstPort: { from: 80, to: null } });
+      if (dialect === 'freebsd') {
+        // Clients outside the list are not translated ("no rdr"), so they never carry the redirection's tag,
+        // and the one pass rule takes only tagged (translated) connections.
+        expect(ast.statements.find((st) => st.kind === 'rdr')).toMatchObject({ no: true, src: { kind: 'not', host: { kind: 'table', name: 'lbc-allow_www' } }, dstPort: { from: 80, to: null } });
+        const pass = ast.statements.filter((st) => st.kind === 'filter' && st.action === 'pass');
+        expect(pass).toHaveLength(1);
+        expect(pass[0]).toMatchObject({ tagged: 'lbc-www' });
+      }
+    }
+  });
+
+  it('refuses a UDP check and several ports, which relayd cannot run', () => {
+    refuse(`
+services:
+  - { name: c, vip: 10.0.0.1, port: 5683, protocol: udp, health: { check: udp, send: "40 00 00 00" }, backends: [10.0.1.1] }
+`, /relayd has no UDP check/);
+    refuse(`
+services:
+  - { name: c, vip: 10.0.0.1, ports: [5683, 5684], protocol: udp, health: { check: icmp }, backends: [10.0.1.1] }
+`, /listens on one port/);
   });
 
   it('warns where relayd only approximates the spec', () => {

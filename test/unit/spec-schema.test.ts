@@ -76,7 +76,7 @@ describe('the spec JSON Schema', () => {
   });
 
   /** Codes of problems a single field has on its own: the schema must see each of them too. */
-  const FIELD_CODES = new Set(['LBC2001', 'LBC2002', 'LBC2003', 'LBC2004', 'LBC2005', 'LBC2006', 'LBC2007', 'LBC2010', 'LBC2011', 'LBC2012', 'LBC2015', 'LBC2016', 'LBC2018', 'LBC2019', 'LBC2020', 'LBC2030', 'LBC2032', 'LBC2033', 'LBC2041', 'LBC2044', 'LBC2045']);
+  const FIELD_CODES = new Set(['LBC2001', 'LBC2002', 'LBC2003', 'LBC2004', 'LBC2005', 'LBC2006', 'LBC2007', 'LBC2010', 'LBC2011', 'LBC2012', 'LBC2015', 'LBC2016', 'LBC2018', 'LBC2019', 'LBC2020', 'LBC2030', 'LBC2032', 'LBC2033', 'LBC2041', 'LBC2044', 'LBC2045', 'LBC2060', 'LBC2061', 'LBC2070']);
 
   it('agrees with lbc on random plausible specs: never stricter, and refuses what is wrong with a field alone', () => {
     // Mostly right values, sometimes anything: both verdicts come up often.
@@ -94,17 +94,18 @@ describe('the spec JSON Schema', () => {
     const misspelt = <T,>(r: fc.Arbitrary<T>, key: string) => fc.tuple(r, fc.nat(19), wild).map(([o, n, w]) => (n === 0 ? { ...o, [key]: w } : o));
     const optional = <T extends Record<string, fc.Arbitrary<unknown>>>(r: T) => fc.record(r, { requiredKeys: [] });
     // Fields agree with each other (family, mode, check kind), so what lbc refuses is mostly a single field.
-    const health = fc.constantFrom('tcp', 'http', 'banner').chain((check) =>
+    const health = fc.constantFrom('tcp', 'http', 'banner', 'icmp', 'udp').chain((check) =>
       optional({
         check: maybe(fc.constant(check)),
         interval: maybe(fc.constantFrom('1s', '2s')),
         timeout: maybe(fc.constantFrom('100ms', '1s')),
         rise: maybe(fc.integer({ min: 1, max: 100 })),
         fall: maybe(fc.integer({ min: 1, max: 100 })),
-        port: maybe(fc.integer({ min: 1, max: 65535 })),
+        ...(check === 'icmp' ? {} : { port: maybe(fc.integer({ min: 1, max: 65535 })) }),
+        ...(check === 'udp' ? { send: maybe(fc.constantFrom('40 00 00 00', '00')), expect: maybe(fc.constantFrom('70 00 00 00', '7000')) } : {}),
         ...(check === 'http' ? { path: maybe(fc.constantFrom('/', '/healthz')), status: maybe(fc.integer({ min: 100, max: 599 })), method: maybe(fc.constantFrom('GET', 'HEAD')) } : {}),
         ...(check === 'banner' ? { expect: maybe(fc.constantFrom('220', 220)), send: maybe(fc.constant('QUIT\r\n')) } : {}),
-      }).map((h) => (check === 'banner' && !('expect' in h) ? { ...h, check, expect: '220' } : { ...h, check })),
+      }).map((h) => (check === 'banner' && !('expect' in h) ? { ...h, check, expect: '220' } : check === 'udp' && !('send' in h) ? { ...h, check, send: '40 00 00 00' } : { ...h, check })),
     );
     const svc = fc.record({ v6: fc.boolean(), mode: fc.constantFrom('nth', 'random', 'hash', 'round-robin'), port: fc.integer({ min: 1, max: 65535 }) }).chain(({ v6, mode, port }) => {
       const backend = fc.oneof(
@@ -133,10 +134,18 @@ describe('the spec JSON Schema', () => {
             local: maybe(fc.boolean()),
             family: maybe(fc.constant(v6 ? 'ipv6' : 'ipv4')),
             health,
+            allow: maybe(fc.constantFrom(...(v6 ? [['2001:db8:9::/48'], ['2001:db8:9::1', '2001:db8:a::/64']] : [['198.51.100.0/24'], ['203.0.113.7', '192.0.2.0/25']]))),
             backends: maybe(fc.uniqueArray(backend, { minLength: 1, maxLength: 3, selector: (b) => JSON.stringify(b) })),
+            several: fc.constantFrom(null, null, [port, port === 65535 ? 1 : port + 1], [`${Math.min(port, 65000)}-${Math.min(port, 65000) + 10}`], 'both'),
           },
-          { requiredKeys: ['name', 'port', 'backends'] },
-        ),
+          { requiredKeys: ['name', 'port', 'backends', 'several'] },
+        ).map(({ several, ...svc }) => {
+          // Now and then ports instead of port (and, rarely, both: a mistake lbc and the schema refuse).
+          if (several === null) return svc;
+          if (several === 'both') return { ...svc, ports: [svc.port] };
+          const { port: _p, ...rest } = svc;
+          return { ...rest, ports: several };
+        }),
         'protocl',
       );
     });

@@ -103,12 +103,14 @@ describe('FreeBSD CARP pair (seed 002)', () => {
     }
   });
 
-  it('gives relayd the same host files and the pass rules in both pf.conf fragments', () => {
-    const files = compile(ir, 'relayd', { emit: { node: 'slave' } }).files;
-    expect(files.map((f) => f.name)).toEqual(['relayd.conf', 'pf.conf.relayd-openbsd', 'pf.conf.relayd-freebsd', 'rc.conf', 'loader.conf', 'sysctl.conf', 'hostname.carp0', 'hostname.carp1', 'hostname.pfsync0']);
-    expect(freebsdTier(file(files, 'rc.conf')).carp.map((c) => c.advskew)).toEqual([100, 100]);
-    for (const [name, dialect] of [['pf.conf.relayd-openbsd', 'openbsd'], ['pf.conf.relayd-freebsd', 'freebsd']] as const) {
-      const block = file(files, name).split('\n').filter((l) => l.startsWith('pass quick on') && / proto (carp|pfsync) /.test(l)).join('\n');
+  it("gives each relayd flavour its system's host files and the pass rules in its pf.conf fragment", () => {
+    const fb = compile(ir, 'relayd-freebsd', { emit: { node: 'slave' } }).files;
+    expect(fb.map((f) => f.name)).toEqual(['relayd.conf', 'pf.conf.relayd', 'rc.conf', 'loader.conf', 'sysctl.conf']);
+    expect(freebsdTier(file(fb, 'rc.conf')).carp.map((c) => c.advskew)).toEqual([100, 100]);
+    const ob = compile(ir, 'relayd', { emit: { node: 'slave' } }).files;
+    expect(ob.map((f) => f.name)).toEqual(['relayd.conf', 'pf.conf.relayd', 'hostname.carp0', 'hostname.carp1', 'hostname.pfsync0', 'sysctl.conf']);
+    for (const [files, dialect] of [[ob, 'openbsd'], [fb, 'freebsd']] as const) {
+      const block = file(files, 'pf.conf.relayd').split('\n').filter((l) => l.startsWith('pass quick on') && / proto (carp|pfsync) /.test(l)).join('\n');
       expect(tierRules(`${block}\n`, dialect).map((r) => `${r.interface} ${r.proto}`)).toEqual(['em0 carp', 'em1 carp', 'vr0 pfsync']);
     }
   });
@@ -161,8 +163,8 @@ describe('OpenBSD active-active (carp balancing ip)', () => {
     for (const c of carps) expect(c).toMatchObject({ carpdev: 'em0', balancing: 'ip', addresses: [{ address: '192.0.2.10', prefixLength: 32 }], pass: null });
   });
 
-  it('refuses active-active on FreeBSD and relayd, with the alternative, and past 32 carpnodes', () => {
-    for (const target of ['pf', 'relayd']) {
+  it('refuses active-active on FreeBSD (pf, pf-freebsd15, relayd-freebsd), with the alternative, and past 32 carpnodes', () => {
+    for (const target of ['pf', 'pf-freebsd15', 'relayd-freebsd']) {
       try {
         compile(ir, target, { emit: { node: 'fw1' } });
         expect.unreachable();

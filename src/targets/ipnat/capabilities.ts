@@ -102,4 +102,19 @@ export const capabilities: CapabilityTable = {
   },
   health: { level: 'yes', note: "checked by lbc's health agent, not by IPFilter (which does not probe backends)" },
   backup: { level: 'yes', note: 'backups are left out of the static rules: they serve only while every primary is down, which only the health agent knows' },
+  allow: {
+    level: 'no',
+    why: 'lbc does not write IPFilter address pools yet: an allow list needs an ippool.conf pool of role nat, rdr rules of the form `rdr IF from pool/NAME to VIP port = P -> …` (ipnat_y.y rdrfrom; pools only with from/to rules) and a block rule in ipf.rules, loaded and removed beside the rules',
+    instead: 'use --target pf or pf-openbsd (a table), or a Linux target; or refuse the other clients in your own ipf.conf, ahead of lbc\'s pass rules',
+  },
+  'ports.list': {
+    level: 'no',
+    why: 'lbc does not write several ports for ipnat yet: a list needs a rule per port (each its own rotation), and how a left-side port range maps onto the right side (ip_nat.c ipf_nat_newrdr) is not modelled here',
+    instead: 'write one service per port, or use --target pf or pf-openbsd (one rule for a block of consecutive ports), or a Linux target',
+  },
+  'ports.range': {
+    level: 'no',
+    why: 'lbc does not write port ranges for ipnat yet: how a left-side range maps onto the right side (ip_nat.c ipf_nat_newrdr) is not modelled here',
+    instead: 'write one service per port, or use --target pf or pf-openbsd, or a Linux target',
+  },
 };

@@ -58,6 +58,10 @@ function checkCommand(svc: Service, b: Backend, hc: HealthCheck): string {
       const bn = hc.banner ?? { send: null, expect: '' };
       return `check_banner ${addr} ${port} ${secs} ${shellQuote(printfFormat(bn.send ?? ''))} ${shellQuote(bn.expect)}`;
     }
+    case 'icmp':
+    case 'udp':
+      // Refused by the capability table (index.ts): the checker speaks TCP through netcat only.
+      throw new Error(`lbc: iptables-condition has no ${hc.check} check; the capability table should have refused it`);
   }
 }
 

@@ -30,7 +30,26 @@ const refuseHash: Support = {
   instead: 'use --target iptables (or nftables) with `lbc agent`, which rewrites the rules when a backend changes state',
 };
 
+const useAgent = 'use --target iptables (or nftables) with `lbc agent`';
+
 export const capabilities: CapabilityTable = {
+  'health.icmp': {
+    level: 'no',
+    why: 'the generated checker script probes over TCP with netcat; it sends no ICMP echo',
+    instead: `${useAgent}, whose checks include icmp`,
+  },
+  'health.udp': {
+    level: 'no',
+    why: 'the generated checker script probes over TCP with netcat; it sends no UDP datagram',
+    instead: `${useAgent}, whose checks include udp`,
+  },
+  allow: {
+    level: 'no',
+    why: 'this target builds its selection in its own chains and has no client filter',
+    instead: `${useAgent}, which refuse clients outside the allow list`,
+  },
+  'ports.list': { level: 'no', why: 'its selection tree matches one port per service', instead: `one service per port, or ${useAgent}` },
+  'ports.range': { level: 'no', why: 'its selection tree matches one port per service', instead: `one service per port, or ${useAgent}` },
   'mode.hash': refuseHash,
   'hash.fields': refuseHash,
   sticky: {

@@ -149,7 +149,10 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   // In a dry run nothing changes, so the state file stays as it is.
   const mayRecord = ctx.dryRun || (await dropState(stateFile));
   if (plan && mayRecord && !plan.empty) {
-    ctx.log(`${flavor.target}: loading only what changed: ${plan.chains.length} chain(s), ${plan.createSets ? plan.createSets.split('\n').length - 1 : 0} new set(s), ${plan.destroySets.length} set(s) to remove`);
+    // An allow list's block creates its set and a copy, and swaps them: count the sets, not the lines.
+    const count = (re: RegExp) => plan.createSets?.match(re)?.length ?? 0;
+    const sets = count(/^create /gm) - count(/^swap /gm);
+    ctx.log(`${flavor.target}: loading only what changed: ${plan.chains.length} chain(s), ${sets} set(s) created or refilled, ${plan.destroySets.length} set(s) to remove`);
     // The next state is written while the kernel loads, and put in place only if the load succeeds.
     const staged = stageTextState(ctx.dryRun ? null : stateFile, record(plan.marker), ctx.log);
     let loaded = false;
@@ -205,7 +208,13 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
     if (setsFile) throw e;
   }
   const wantedSets = new Map<string, SetHeader & { line: string }>();
+  /** Every set the file leaves behind: sticky sets and allow lists (whose fill copies it destroys itself). */
+  const keptSets = new Set<string>();
   for (const line of (setsFile?.content ?? '').split('\n')) {
+    const c = /^create (\S+) /.exec(line);
+    if (c) keptSets.add(c[1]);
+    const d = /^destroy (\S+)$/.exec(line);
+    if (d) keptSets.delete(d[1]);
     const m = /^create (\S+) hash:ip family (\S+) timeout (\d+)/.exec(line);
     if (m) wantedSets.set(m[1], { family: m[2], timeout: m[3], line });
   }
@@ -245,6 +254,6 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
   await ensureJumps(flavor, want, ctx);
 
   for (const name of [...currentSets.keys()].sort()) {
-    if (!wantedSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
+    if (!keptSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
   }
 }

@@ -25,6 +25,9 @@ import { buildTree, FLAT_MAX, type TreeItem } from './tree.js';
 import { markBlocks, randomProbabilities, type MarkBlock } from './slots.js';
 import { rotationPlan, type RotationPlan } from './rotation.js';
 import { appendAll } from '../arrays.js';
+import { allowSetLines, guardChain, guardRules, portMatches, shadowing } from './access.js';
+import { hasSeveralPorts } from '../../ir/types.js';
+import { portsText } from '../../ir/ports.js';
 
 export interface Flavor {
   target: 'iptables' | 'ip6tables';
@@ -77,21 +80,23 @@ function destination(family: Family, address: string, port: number): string {
   return family === 'ipv6' ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function serviceMatch(svc: Service, hook: 'pre' | 'out'): string {
+/** The full matches of a service: one, or one per multiport chunk for several ports (access.ts). */
+function serviceMatches(svc: Service, hook: 'pre' | 'out'): string[] {
   const parts: string[] = [];
   if (svc.vip) parts.push(`-d ${svc.vip.address}/${svc.vip.prefixLength}`);
   // IR: no vip means any local address of the balancer (kube-proxy's nodeport form).
   else parts.push('-m addrtype --dst-type LOCAL');
   // Locally made connections have no inbound interface; `interface` only limits forwarded traffic.
   if (svc.interface && hook === 'pre') parts.push(`-i ${svc.interface}`);
-  parts.push(`-p ${svc.protocol} -m ${svc.protocol} --dport ${svc.port}`);
-  return parts.join(' ');
+  const head = parts.join(' ');
+  return portMatches(svc).map((p) => `${head} ${p}`);
 }
 
 /** DNAT/REDIRECT for one backend. A port in the target needs `-p` in the same rule (libxt_DNAT, libxt_REDIRECT). */
 function natAction(svc: Service, b: Backend): string {
-  if (b.address === null) return `-j REDIRECT --to-ports ${b.port}`;
-  return `-j DNAT --to-destination ${destination(svc.family, b.address, b.port)}`;
+  // No port: the connection keeps the destination port the client chose (a service with several ports).
+  if (b.address === null) return b.keepsPort ? '-j REDIRECT' : `-j REDIRECT --to-ports ${b.port}`;
+  return `-j DNAT --to-destination ${b.keepsPort ? b.address : destination(svc.family, b.address, b.port)}`;
 }
 
 function hmarkAction(svc: Service, modulus: number): string {
@@ -116,12 +121,14 @@ interface Table {
 
 function describeService(svc: Service, rotation: RotationPlan | null): string {
   const vip = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : 'any local address';
+  const ports = hasSeveralPorts(svc) ? `${svc.protocol} ports ${portsText(svc.ports)} (one rotation for all)` : `${svc.protocol}/${svc.port}`;
   const prim = primaries(svc);
   const skipped = svc.backends.length - prim.length;
   return commentText(
-    `service ${svc.name}: ${vip} ${svc.protocol}/${svc.port}${svc.interface ? ` in on ${svc.interface}` : ''}, mode ${svc.mode}` +
+    `service ${svc.name}: ${vip} ${ports}${svc.interface ? ` in on ${svc.interface}` : ''}, mode ${svc.mode}` +
       `${svc.mode === 'hash' ? ` (${svc.hashFields.join(',')})` : ''}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
-      `${svc.local ? ', also local' : ''}, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}` +
+      `${svc.local ? ', also local' : ''}${svc.allow ? `, only from the ${svc.allow.length} client block(s) of its allow list` : ''}` +
+      `, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}` +
       `${rotation && rotation.rules.length < rotation.period ? `, exact rotation over ${rotation.period} connections in ${rotation.rules.length} rules` : ''}`,
   );
 }
@@ -130,10 +137,15 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   const services = ir.services.filter((s) => s.family === flavor.family);
   const nat: Table = { chains: ['LBC-PREROUTING'], lines: [] };
   const mangle: Table = { chains: [], lines: [] };
-  const natPre: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
-  const natOut: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
-  const manglePre: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
-  const mangleOut: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
+  // hosts: host vips with several ports, which the tree (one port per item) cannot hold; they go
+  // right after the tree's root rules, before the CIDR and vip-less services (`rest`).
+  type Dispatch = { tree: TreeItem[]; hosts: string[]; rest: string[] };
+  const natPre: Dispatch = { tree: [], hosts: [], rest: [] };
+  const natOut: Dispatch = { tree: [], hosts: [], rest: [] };
+  const manglePre: Dispatch = { tree: [], hosts: [], rest: [] };
+  const mangleOut: Dispatch = { tree: [], hosts: [], rest: [] };
+  const guards: string[] = [];
+  const guardChains: string[] = [];
   const serviceLines: string[] = [];
   const serviceChains: string[] = [];
   const sets: string[] = [];
@@ -141,8 +153,11 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   // Services the tree can hold whole. Sticky ones jump to per-backend chains; local ones are balanced
   // from two hooks with one set of nth counters, which needs one chain both jump to.
   const treeMode = services.filter((s) => s.vip?.isHost).length > FLAT_MAX;
-  const inline = (svc: Service) => treeMode && !!svc.vip?.isHost && !svc.sticky && !svc.local;
+  // Several ports share one rotation, so their dispatch rules all jump to one chain: never inline.
+  const inline = (svc: Service) => treeMode && !!svc.vip?.isHost && !svc.sticky && !svc.local && !hasSeveralPorts(svc);
+  const localServices = services.filter((s) => s.local);
 
+  let hashedAny = false;
   for (const svc of services) {
     const prim = primaries(svc);
     const chain = serviceChain(svc);
@@ -152,12 +167,30 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     const modulus = blocks.reduce((s, b) => s + b.size, 0);
     const hashed = blocks.length > 1;
 
-    const addDispatch = (dst: { tree: TreeItem[]; rest: string[] }, rules: string[], hook: 'pre' | 'out', comment?: string) => {
-      const full = rules.map((r) => `${serviceMatch(svc, hook)} ${r}`);
-      if (svc.vip && svc.vip.isHost) dst.tree.push({ family: svc.family, address: svc.vip.address, port: svc.port, protocol: svc.protocol, rules: full, comment });
+    const addDispatch = (dst: Dispatch, rules: string[], hook: 'pre' | 'out', comment?: string) => {
+      const full = serviceMatches(svc, hook).flatMap((m) => rules.map((r) => `${m} ${r}`));
+      if (svc.vip?.isHost && !hasSeveralPorts(svc)) dst.tree.push({ family: svc.family, address: svc.vip.address, port: svc.port, protocol: svc.protocol, rules: full, comment });
+      else if (svc.vip?.isHost) appendAll(dst.hosts, full);
       else appendAll(dst.rest, full);
     };
+    if (svc.allow) {
+      // Before any HMARK of the same service: a refused client is dropped, an allowed one marked next.
+      const chain = guardChain(svc);
+      guardChains.push(chain);
+      guards.push(`# allow list of service ${svc.name}: clients outside it are dropped before translation`);
+      appendAll(guards, guardRules(flavor, svc, shadowing(svc, services), (t) => serviceMatches(t, 'pre')));
+      addDispatch(manglePre, [`-j ${chain}`], 'pre');
+      if (svc.local) {
+        // Locally made connections: the OUTPUT dispatch holds only local services, and has no interfaces.
+        const out = `LBC-A-O-${svc.name}`;
+        guardChains.push(out);
+        appendAll(guards, guardRules(flavor, svc, shadowing(svc, localServices), (t) => serviceMatches(t, 'out')).map((r) => r.replace(`-A ${chain} `, `-A ${out} `)));
+        addDispatch(mangleOut, [`-j ${out}`], 'out');
+      }
+      sets.push(...allowSetLines(flavor, svc));
+    }
     if (hashed) {
+      hashedAny = true;
       addDispatch(manglePre, [hmarkAction(svc, modulus)], 'pre');
       if (svc.local) addDispatch(mangleOut, [hmarkAction(svc, modulus)], 'out');
     }
@@ -223,7 +256,7 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     }
   }
 
-  const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = []) => {
+  const dispatch = (t: Table, root: string, ns: string, d: Dispatch, prelude: string[] = []) => {
     const tree = buildTree(root, ns, flavor.family, d.tree);
     appendAll(t.chains, tree.chains);
     // A comment line goes with the rule after it; the root's own rules come first.
@@ -242,24 +275,30 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     }
     appendAll(t.lines, prelude.map((p) => `-A ${root} ${p}`));
     appendAll(t.lines, rootLines);
+    appendAll(t.lines, d.hosts.map((r) => `-A ${root} ${r}`));
     appendAll(t.lines, d.rest.map((r) => `-A ${root} ${r}`));
     appendAll(t.lines, otherLines);
   };
   dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
-  if (natOut.tree.length + natOut.rest.length) {
+  if (natOut.tree.length + natOut.hosts.length + natOut.rest.length) {
     nat.chains.push('LBC-OUTPUT');
     dispatch(nat, 'LBC-OUTPUT', 'O', natOut);
   }
-  // Only the first packet of a connection is hashed: nat sees no other, and marking later packets would
-  // only clobber marks other rules rely on.
+  // Only the first packet of a connection is hashed (or judged by an allow list): nat sees no other,
+  // and marking later packets would only clobber marks other rules rely on.
   const newOnly = ['-m conntrack ! --ctstate NEW -j RETURN'];
-  if (manglePre.tree.length + manglePre.rest.length) {
+  if (manglePre.tree.length + manglePre.hosts.length + manglePre.rest.length) {
     mangle.chains.push('LBC-PREROUTING');
     dispatch(mangle, 'LBC-PREROUTING', 'T', manglePre, newOnly);
   }
-  if (mangleOut.tree.length + mangleOut.rest.length) {
+  if (mangleOut.tree.length + mangleOut.hosts.length + mangleOut.rest.length) {
     mangle.chains.push('LBC-OUTPUT');
     dispatch(mangle, 'LBC-OUTPUT', 'O', mangleOut, newOnly);
+  }
+  if (guardChains.length) {
+    if (!mangle.chains.length) throw new Error('lbc: allow guards without a mangle dispatch');
+    appendAll(mangle.chains, guardChains);
+    appendAll(mangle.lines, guards);
   }
   // Keep the tree chains' declarations next to the entry chains, service chains after.
   appendAll(nat.chains, serviceChains);
@@ -274,10 +313,16 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     ...entries.map(([table, builtin, chain]) => `  ${flavor.tool} -t ${table} -I ${builtin} -j ${chain}`),
   ];
   if (sets.length) header.push(`Needs the ipset sets of ${flavor.ipsetFile}, loaded first: ipset restore -exist < ${flavor.ipsetFile}`);
-  if (mangle.chains.length) {
+  if (hashedAny) {
     header.push(
       `Mode hash sets the packet mark (HMARK, 0x${MARK_BASE.toString(16)} + hash mod W) on the first packet of each new`,
       'connection to a hash service, replacing any mark set before; later packets are not marked.',
+    );
+  }
+  if (guardChains.length) {
+    header.push(
+      'Clients outside a service\'s allow list are dropped in mangle (LBC-A- chains), before translation: the nat',
+      'table refuses DROP, and an untranslated connection would reach the balancer itself.',
     );
   }
   const tables = [
@@ -289,7 +334,10 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     const setHeader = [
       ...headerLines(flavor.target, ir.file),
       `Load before ${flavor.rulesFile} with: ipset restore -exist < ${flavor.ipsetFile}`,
-      'One hash:ip set per backend of a sticky service: the clients it served, each forgotten after the timeout.',
+      ...(services.some((s) => s.sticky) ? ['One hash:ip set per backend of a sticky service: the clients it served, each forgotten after the timeout.'] : []),
+      ...(guardChains.length
+        ? ['One hash:net set per allow list (A-), filled in a copy (N-) that is swapped in, so a reload never empties it.']
+        : []),
     ];
     files.push({ name: flavor.ipsetFile, content: renderTemplate('iptables', 'ipset', { header: setHeader, sets }) });
   }

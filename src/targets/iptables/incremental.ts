@@ -78,17 +78,32 @@ export function parseIptables(rules: string, setsText: string | null): IptModel 
   return sets && { ...model, sets };
 }
 
-/** The `create` line of every set in an emitted ipset file, by name; null for anything else. */
+/**
+ * The `create` line of every set in an emitted ipset file, by name — or for an allow list the whole
+ * fill-and-swap block (create, create the copy, flush it, add…, swap, destroy the copy: iptables/access.ts),
+ * which loads the same whichever list the kernel held before; null for anything else.
+ */
 function parseSets(text: string | null): Map<string, string> | null {
   const sets = new Map<string, string>();
-  for (const line of (text ?? '').split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^create (\S+) /.exec(line);
+  const lines = (text ?? '').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^create (\S+) /.exec(lines[i]);
     if (!m || sets.has(m[1])) return null;
-    sets.set(m[1], line);
+    const fresh = /^create (\S+) /.exec(lines[i + 1] ?? '')?.[1];
+    if (fresh && lines[i + 2] === `flush ${fresh}`) {
+      const end = lines.indexOf(`destroy ${fresh}`, i + 3);
+      if (end < 0 || lines[end - 1] !== `swap ${fresh} ${m[1]}`) return null;
+      sets.set(m[1], lines.slice(i, end + 1).join('\n'));
+      i = end;
+      continue;
+    }
+    sets.set(m[1], lines[i]);
   }
   return sets;
 }
+
+/** An allow list's block (its elements are loaded in place by swapping); other sets are one create line. */
+const isFillBlock = (set: string) => set.includes('\nswap ');
 
 /** More chains than this in the differing lines: read both texts whole instead of searching chain by chain. */
 const MAX_SEARCHED_CHAINS = 64;
@@ -272,6 +287,8 @@ export function iptPlan(old: IptModel, next: IptModel, marker: string, jumps: Re
   for (const [name, line] of next.sets) {
     const had = old.sets.get(name);
     if (had === undefined) creates.push(line);
+    // A changed allow list loads by its own block: filled aside and swapped in, no chain touched.
+    else if (had !== line && isFillBlock(line) && isFillBlock(had) && had.split('\n')[0] === line.split('\n')[0]) creates.push(line);
     else if (had !== line) return null;
   }
   const destroySets = [...old.sets.keys()].filter((n) => !next.sets.has(n)).sort();

@@ -3,7 +3,8 @@
  * The layout and the reasons for it are in layout.ts; this module only spells it.
  */
 import type { IR, Service } from '../../ir/types.js';
-import { primaries } from '../../ir/types.js';
+import { hasSeveralPorts, primaries } from '../../ir/types.js';
+import { portsText } from '../../ir/ports.js';
 import type { OutputFile } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
@@ -23,6 +24,7 @@ const HOOKS: Record<Hook, { chain: string; hook: string; comment: string }> = {
 
 function vipText(svc: Service): string {
   const at = svc.vip ? (svc.vip.isHost ? svc.vip.address : `${svc.vip.address}/${svc.vip.prefixLength}`) : 'any local address';
+  if (hasSeveralPorts(svc)) return `${at} ports ${portsText(svc.ports)} (one rotation for all)`;
   const host = svc.family === 'ipv6' && svc.vip?.isHost ? `[${at}]` : at;
   return svc.vip ? `${host}:${svc.port}` : `${at} port ${svc.port}`;
 }
@@ -37,13 +39,16 @@ function serviceComments(svc: Service, shared: SharedMap | null = null): string[
   if (svc.interface) parts.push(`arriving on ${svc.interface}`);
   if (svc.sticky) parts.push(`sticky ${svc.sticky.timeoutSeconds}s`);
   if (svc.local) parts.push('also for local connections');
+  if (svc.allow) parts.push(`only from the ${svc.allow.length} client block${svc.allow.length === 1 ? '' : 's'} of @allow_${svc.name}`);
   // In a shared map the element lines already say which backend owns each slot; one comment line per
   // service keeps a 10,000-service file about half as large (and as quick to diff on apply).
   if (shared) parts.push(w.every((x) => x === 1) ? 'one slot each' : `slots ${w.join(', ')} in backend order`);
   const lines = [parts.join(', ')];
   if (!shared) {
     prim.forEach((b, i) => {
-      const where = b.address === null ? `local port ${b.port}` : svc.family === 'ipv6' ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+      const where = b.keepsPort
+        ? `${b.address ?? 'local'}, on the client's port`
+        : b.address === null ? `local port ${b.port}` : svc.family === 'ipv6' ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
       lines.push(`  backend ${b.index}: ${where}, share ${w[i]}/${sum}`);
     });
   }
@@ -53,6 +58,14 @@ function serviceComments(svc: Service, shared: SharedMap | null = null): string[
   }
   return lines.map(commentText);
 }
+
+const KIND_TEXT: Record<Layout['dispatch'][number]['kind'], string> = {
+  host: 'on a host vip',
+  hostr: 'on a host vip with a port range (an interval map, after the plain one)',
+  cidr: 'on a CIDR vip',
+  any: 'without vip',
+  anyr: 'without vip with a port range (an interval map, after the plain one)',
+};
 
 export function renderLayout(ir: IR, layout: Layout): string {
   const sets = layout.services.flatMap((c) =>
@@ -82,7 +95,7 @@ export function renderLayout(ir: IR, layout: Layout): string {
   });
   const maps = layout.dispatch.map((m) => ({
     name: m.name,
-    comments: [`${m.family === 'ipv4' ? 'IPv4' : 'IPv6'} services ${m.kind === 'host' ? 'on a host vip' : m.kind === 'cidr' ? 'on a CIDR vip' : 'without vip'}${m.hook === 'out' ? ', for local connections' : ''}.`],
+    comments: [`${m.family === 'ipv4' ? 'IPv4' : 'IPv6'} services ${KIND_TEXT[m.kind]}${m.hook === 'out' ? ', for local connections' : ''}.`],
     type: `type ${m.type}`,
     interval: m.interval,
     elements: m.entries.map((e) => `${e.key} : ${e.verdict}`),
@@ -91,7 +104,7 @@ export function renderLayout(ir: IR, layout: Layout): string {
     ...layout.services.map((c) => ({
       name: c.name,
       comments: serviceComments(c.service),
-      rules: [...c.stickyRules, ...c.selection.map((r) => (r.condition ? `${r.condition} ${r.action}` : r.action))],
+      rules: [...c.guard, ...c.stickyRules, ...c.selection.map((r) => (r.condition ? `${r.condition} ${r.action}` : r.action))],
     })),
     ...layout.interfaceChains.map((c) => ({
       name: c.name,
@@ -112,7 +125,8 @@ export function renderLayout(ir: IR, layout: Layout): string {
       ]),
     }))
     .filter((h) => h.rules.length > 0);
-  return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, maps: [...sharedMaps, ...maps], chains, hooks });
+  const allowSets = layout.allowSets.map((a) => ({ ...a, comment: `Clients service ${a.service} balances (its allow list); the first rule of its chain drops everyone else.` }));
+  return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, allowSets, maps: [...sharedMaps, ...maps], chains, hooks });
 }
 
 export function emitNftables(ir: IR): OutputFile[] {

@@ -50,6 +50,8 @@ export interface NftSet {
   /** Definition lines ("type ipv4_addr", "timeout 600s", ...). */
   def: string[];
   body: string;
+  /** Elements written in the file (an allow list), in file order; empty for a set the rules fill. */
+  elements: string[];
 }
 
 export interface NftMap {
@@ -130,10 +132,36 @@ function parseChain(body: string): NftChain | null {
 }
 
 function parseSet(body: string): NftSet | null {
+  if (body.includes(`${ELEMENTS_OPEN}\n`)) {
+    // A set with elements of its own (an allow list): split like a map.
+    const parts = splitMap(body);
+    const elements: string[] = [];
+    return parts && readSetElements(parts.elements, elements) ? { def: parts.def, body, elements } : null;
+  }
   const lines = bodyLines(body);
   const def = lines?.map((l) => l.slice(2));
   if (!def || def.some((d) => d.startsWith('\t') || d.includes('{'))) return null;
-  return { def, body };
+  return { def, body, elements: [] };
+}
+
+/** Set element lines ("\t\t\tELEMENT,") into `into`; false for anything else or a repeated element. */
+function readSetElements(lines: string, into: string[]): boolean {
+  if (lines === '') return true;
+  const seen = new Set<string>();
+  for (const l of lines.split('\n')) {
+    if (!l.startsWith('\t\t\t') || l.startsWith('\t\t\t\t') || !l.endsWith(',') || l.includes(' : ')) return false;
+    const e = l.slice(3, -1);
+    if (seen.has(e)) return false;
+    seen.add(e);
+    into.push(e);
+  }
+  return true;
+}
+
+/** A set's definition text (its elements left out): what decides whether it must be created anew. */
+function setDefinition(body: string): string | null {
+  const at = body.indexOf(`${ELEMENTS_OPEN}\n`);
+  return at < 0 ? body : body.slice(0, at);
 }
 
 /** A map body split where its elements begin: the definition lines, and the element lines' text. */
@@ -229,13 +257,28 @@ export function nftChanges(before: string, after: string): { old: NftModel; next
   const a = scanBlocks(before);
   const b = scanBlocks(after);
   if (!a || !b) return null;
-  const whole = [...b].some(([name, nb]) => nb.kind === 'set' && a.get(name)?.kind === 'set' && a.get(name)!.body !== nb.body);
+  // Only a set's definition forces the refill; new elements of an allow list are loaded in place.
+  const whole = [...b].some(([name, nb]) => nb.kind === 'set' && a.get(name)?.kind === 'set' && setDefinition(a.get(name)!.body) !== setDefinition(nb.body));
   const old = emptyModel();
   const next = emptyModel();
   for (const [name, nb] of b) {
     const ob = a.get(name);
     if (ob && ob.kind !== nb.kind) return null;
     if (ob && ob.body === nb.body && !(whole && nb.kind === 'chain')) continue;
+    if (ob && nb.kind === 'set' && setDefinition(ob.body) === setDefinition(nb.body)) {
+      const [x, y] = [splitMap(ob.body), splitMap(nb.body)];
+      if (!x || !y) return null;
+      const { head, tail } = differingLines(x.elements, y.elements);
+      const middle = (t: string) => {
+        const m = t.slice(head, t.length - tail);
+        return m.endsWith('\n') ? m.slice(0, -1) : m;
+      };
+      const [eo, en]: [string[], string[]] = [[], []];
+      if (!readSetElements(middle(x.elements), eo) || !readSetElements(middle(y.elements), en)) return null;
+      old.sets.set(name, { def: x.def, body: ob.body, elements: eo });
+      next.sets.set(name, { def: y.def, body: nb.body, elements: en });
+      continue;
+    }
     if (ob && nb.kind === 'map' && !whole) {
       const [x, y] = [splitMap(ob.body), splitMap(nb.body)];
       if (!x || !y) return null;
@@ -311,14 +354,26 @@ export function nftPlan(old: NftModel, next: NftModel, marker: string): NftPlan 
   const setDef = (name: string, def: string[]) => `add set ${T} ${name} { ${def.map((l) => `${l};`).join(' ')} }`;
   for (const [name, set] of next.sets) {
     const had = old.sets.get(name);
+    const fill = set.elements.length ? [`add element ${T} ${name} ${braces(set.elements)}`] : [];
     if (had === undefined) {
-      pre.push(setDef(name, set.def));
+      pre.push(setDef(name, set.def), ...fill);
       plan.sets.push(name);
-    } else if (had.body !== set.body) {
+    } else if (setDefinition(had.body) !== setDefinition(set.body)) {
       recreatedSets.add(name);
       drop.push(`delete set ${T} ${name}`);
-      addSets.push(setDef(name, set.def));
+      addSets.push(setDef(name, set.def), ...fill);
       plan.sets.push(name);
+    } else if (had.body !== set.body) {
+      // The same set with other elements (an allow list changed): the elements differing are
+      // deleted and added in this batch, so the set is never empty and no rule is touched.
+      const keep = new Set(set.elements);
+      const gone = had.elements.filter((e) => !keep.has(e));
+      const was = new Set(had.elements);
+      const added = set.elements.filter((e) => !was.has(e));
+      if (gone.length) delElements.push(`delete element ${T} ${name} ${braces(gone)}`);
+      if (added.length) addElements.push(`add element ${T} ${name} ${braces(added)}`);
+      for (const e of gone) plan.elements.push({ map: name, key: e, op: 'delete' });
+      for (const e of added) plan.elements.push({ map: name, key: e, op: 'add' });
     }
   }
   for (const name of old.sets.keys()) {

@@ -23,9 +23,11 @@
  */
 import type { Backend, Family, HashField, Prefix, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
+import { allowRule, allowSet, keepsDestinationPort, needsIntervalMap, needsOwnChain, portKeys, type AllowSet } from './access.js';
 
 export type Hook = 'pre' | 'out';
-export type VipKind = 'host' | 'cidr' | 'any';
+/** hostr/anyr: services with a port range, in interval maps beside the plain host/any maps (access.ts). */
+export type VipKind = 'host' | 'hostr' | 'cidr' | 'any' | 'anyr';
 
 /** One element of a dispatch verdict map. */
 export interface DispatchEntry {
@@ -77,6 +79,8 @@ export interface SelectionRule {
 export interface ServiceChain {
   name: string;
   service: Service;
+  /** Rules before everything else: the allow-list drop (access.ts). */
+  guard: string[];
   /** Sticky check rules (one per primary backend), before selection. */
   stickyRules: string[];
   selection: SelectionRule[];
@@ -116,6 +120,8 @@ export interface Layout {
   interfaceChains: InterfaceChain[];
   /** Per-service chains: every service not in a shared map. */
   services: ServiceChain[];
+  /** The allow sets of services with an allow list (access.ts). */
+  allowSets: AllowSet[];
 }
 
 /** Largest sticky set; an element is one client address, so this is how many clients are remembered. */
@@ -169,7 +175,7 @@ const span = (lo: number, hi: number): string => (lo === hi ? `${lo}` : `${lo}-$
 export function backendAction(svc: Service, b: Backend): string {
   // Without a port, dnat/redirect keep the destination port (nft(8), NAT STATEMENTS), which saves
   // the port and its l4proto dependency in every rule — measurable at 10,000 services.
-  const samePort = b.port === svc.port;
+  const samePort = keepsDestinationPort(svc, b);
   const l4 = `meta l4proto ${svc.protocol} `;
   if (b.address === null) return samePort ? 'redirect' : `${l4}redirect to :${b.port}`;
   const addr = svc.family === 'ipv4' ? b.address : `[${b.address}]`;
@@ -211,19 +217,21 @@ function serviceChain(svc: Service): ServiceChain {
       r.action = `update @${set} { ${saddr} } ${r.action}`;
     }
   }
-  return { name: serviceChainName(svc), service: svc, stickyRules, selection, sets };
+  return { name: serviceChainName(svc), service: svc, guard: allowRule(svc), stickyRules, selection, sets };
 }
 
 function vipKind(svc: Service): VipKind {
-  if (!svc.vip) return 'any';
-  return svc.vip.isHost ? 'host' : 'cidr';
+  if (!svc.vip) return needsIntervalMap(svc) ? 'anyr' : 'any';
+  return svc.vip.isHost ? (needsIntervalMap(svc) ? 'hostr' : 'host') : 'cidr';
 }
 
-function keyText(svc: Service): string {
-  const tail = `${svc.protocol} . ${svc.port}`;
-  if (!svc.vip) return tail;
-  return svc.vip.isHost ? `${svc.vip.address} . ${tail}` : `${svc.vip.address}/${svc.vip.prefixLength} . ${tail}`;
+/** The dispatch keys of a service, one per port or range (access.ts); the first names its group. */
+function keyTexts(svc: Service): string[] {
+  const head = !svc.vip ? '' : svc.vip.isHost ? `${svc.vip.address} . ` : `${svc.vip.address}/${svc.vip.prefixLength} . `;
+  return portKeys(svc).map((p) => `${head}${svc.protocol} . ${p}`);
 }
+
+const keyText = (svc: Service): string => keyTexts(svc)[0];
 
 // ---- CIDR overlap: the kernel's interval set for concatenations (pipapo) refuses overlapping
 // elements ("File exists"), so nested vips with the same protocol and port go to separate maps,
@@ -318,7 +326,7 @@ export function slotOwners(weights: readonly number[], maxSlots = SHARED_MAX_SLO
 }
 
 function sharedEligible(svc: Service, keyCount: Map<string, number>): boolean {
-  if (svc.mode === 'nth' || !svc.vip?.isHost || svc.interface || svc.sticky) return false;
+  if (svc.mode === 'nth' || !svc.vip?.isHost || svc.interface || svc.sticky || needsOwnChain(svc)) return false;
   const prim = primaries(svc);
   if (prim.length === 0 || prim.some((b) => b.address === null)) return false;
   if ((keyCount.get(keyText(svc)) ?? 0) !== 1) return false;
@@ -385,6 +393,11 @@ export function buildLayout(services: readonly Service[]): Layout {
       const hooked = services.filter((s) => s.family === family && (hook === 'pre' || s.local));
       shared.push(...sharedMaps(hook, family, hooked.filter((s) => inShared.has(s))));
       const eligible = hooked.filter((s) => !inShared.has(s));
+      const entriesFor = (g: KeyGroup): DispatchEntry[] => {
+        const e = entryFor(g);
+        // A service with several ports is alone in its group (the validator refuses two services sharing a port).
+        return keyTexts(g.services[0]).map((key, i) => (i === 0 ? e : { ...e, key }));
+      };
       const entryFor = (g: KeyGroup): DispatchEntry => {
         if (hook === 'out') {
           // The interface restriction is about where a packet came in; locally made connections
@@ -409,23 +422,27 @@ export function buildLayout(services: readonly Service[]): Layout {
       };
       const kinds: Array<{ kind: VipKind; groups: KeyGroup[][] }> = [
         { kind: 'host', groups: [groupByKey(eligible.filter((s) => vipKind(s) === 'host'))] },
+        { kind: 'hostr', groups: [groupByKey(eligible.filter((s) => vipKind(s) === 'hostr'))] },
         { kind: 'cidr', groups: cidrLayers(groupByKey(eligible.filter((s) => vipKind(s) === 'cidr'))) },
         { kind: 'any', groups: [groupByKey(eligible.filter((s) => vipKind(s) === 'any'))] },
+        { kind: 'anyr', groups: [groupByKey(eligible.filter((s) => vipKind(s) === 'anyr'))] },
       ];
       for (const { kind, groups } of kinds) {
         groups.forEach((layer, li) => {
           if (layer.length === 0) return;
           const name = `${hook}${fam}_${kind}${li === 0 ? '' : `${li + 1}`}`;
-          const type = kind === 'any' ? 'inet_proto . inet_service : verdict' : `${addrType} . inet_proto . inet_service : verdict`;
+          const vipless = kind === 'any' || kind === 'anyr';
+          const type = vipless ? 'inet_proto . inet_service : verdict' : `${addrType} . inet_proto . inet_service : verdict`;
           // A service without vip answers on any local address (fib: nft(8), FIB EXPRESSIONS).
-          const rule =
-            kind === 'any'
-              ? `meta nfproto ${family} fib daddr type local meta l4proto . th dport vmap @${name}`
-              : `${kw} daddr . meta l4proto . th dport vmap @${name}`;
-          dispatch.push({ name, hook, family, kind, type, interval: kind === 'cidr', rule, entries: layer.map(entryFor) });
+          const rule = vipless
+            ? `meta nfproto ${family} fib daddr type local meta l4proto . th dport vmap @${name}`
+            : `${kw} daddr . meta l4proto . th dport vmap @${name}`;
+          const interval = kind === 'cidr' || kind === 'hostr' || kind === 'anyr';
+          dispatch.push({ name, hook, family, kind, type, interval, rule, entries: layer.flatMap(entriesFor) });
         });
       }
     }
   }
-  return { shared, dispatch, interfaceChains, services: services.filter((s) => !inShared.has(s)).map(serviceChain) };
+  const chained = services.filter((s) => !inShared.has(s));
+  return { shared, dispatch, interfaceChains, services: chained.map(serviceChain), allowSets: chained.flatMap((s) => allowSet(s) ?? []) };
 }

@@ -43,8 +43,9 @@ import { pfTier } from '../carp/index.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, percent,
-  poolName, serviceComment,
+  poolName, poolPort, portsSupport, serviceComment,
 } from '../pf/common.js';
+import { allowTable, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
 import { pfCapabilities } from '../pf/index.js';
 
 export interface RdrToFlavour {
@@ -142,6 +143,9 @@ export function rdrToCapabilities(f: RdrToFlavour): CapabilityTable {
       'rdr-to applies to connections arriving on an interface; connections the balancer itself opens to the vip are not redirected',
       'connect to a backend directly, or on Linux use --target iptables or nftables (output hook)',
     ),
+    allow: { level: 'yes', note: 'a const table of the client blocks in the rules\' "from", and a quick block drop rule for everyone else' },
+    'ports.list': portsSupport,
+    'ports.range': portsSupport,
   };
 }
 
@@ -155,11 +159,13 @@ function serviceBlock(f: RdrToFlavour, svc: Service): Block {
   const name = poolName(svc);
   const prim = primaries(svc);
   const comment = serviceComment(svc, f.target);
-  const head = `pass in quick ${matchText(svc)}`;
+  const head = `pass in quick ${fromSource(matchText(svc), allowedSource(svc))}`;
   const state = keepState(svc);
   const tables: string[] = [];
   const rules: string[] = [];
-  const port = prim[0].port;
+  const allow = allowTable(svc);
+  if (allow) tables.push(allow);
+  const port = poolPort(svc, prim[0]);
   const eps = endpoints(svc);
   const tableOf = (weighted: boolean) => {
     // A backend listed twice (same address) counts once in a table; its weights add up.
@@ -188,9 +194,12 @@ function serviceBlock(f: RdrToFlavour, svc: Service): Block {
     prim.forEach((b, i) => {
       const p = probs[i];
       const prob = p === null ? '' : ` probability ${percent(p)}`;
-      rules.push(`${head}${prob} rdr-to ${backendAddress(svc, b)} port ${b.port} ${state}`);
+      rules.push(`${head}${prob} rdr-to ${backendAddress(svc, b)} port ${poolPort(svc, b)} ${state}`);
     });
   }
+  // After the service's pass rules, which take the allowed clients first (quick).
+  const refused = refusedRule(svc, matchText(svc));
+  if (refused) rules.push(refused);
   return { comment, tables, rules };
 }
 

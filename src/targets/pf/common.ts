@@ -9,6 +9,8 @@ import type { Backend, Family, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { Support } from '../target.js';
 import { commentText } from '../text.js';
+import { backendPortKey, isContiguous, joinedRanges, portsText } from '../../ir/ports.js';
+import { allowTableName } from './allow.js';
 import { reduceWeights, smoothOrder as smoothTurns } from '../weights.js';
 
 /** lbc's table and tag names; service names are at most 16 characters, so these fit PF_TABLE_NAME_SIZE (32). */
@@ -34,17 +36,47 @@ export function hashKey(svc: Service): string {
 /** Same port and weight on every primary: one pool can carry the service. */
 export function isUniform(svc: Service): boolean {
   const p = primaries(svc);
-  return p.every((b) => b.port === p[0].port && b.weight === p[0].weight);
+  return p.every((b) => backendPortKey(b) === backendPortKey(p[0]) && b.weight === p[0].weight);
 }
 
-/** The primaries' distinct (address, port) endpoints. */
-export function endpoints(svc: Service): { address: string; port: number }[] {
-  const seen = new Map<string, { address: string; port: number }>();
+/**
+ * The redirection port of a backend: its own, or — keeping the client's port on a service with several
+ * (consecutive) ports — `LO:*`, a proxy range as wide as the matched LO:HI and starting at LO, which
+ * maps every port to itself (pf.conf(5) TRANSLATION, "port 4000:*"; pf_lb.c PF_RDR:
+ * nport = (dport − dst.port[0]) % size + proxy_port[0]).
+ */
+export function poolPort(svc: Service, b: Backend): string {
+  return b.keepsPort ? `${svc.ports[0].from}:*` : `${b.port}`;
+}
+
+/** The primaries' distinct (address, port) endpoints; port as poolPort() writes it. */
+export function endpoints(svc: Service): { address: string; port: string }[] {
+  const seen = new Map<string, { address: string; port: string }>();
   for (const b of primaries(svc)) {
     const address = backendAddress(svc, b);
-    seen.set(`${address}|${b.port}`, { address, port: b.port });
+    seen.set(`${address}|${poolPort(svc, b)}`, { address, port: poolPort(svc, b) });
   }
   return [...seen.values()];
+}
+
+/** The destination port of a service's rules: one port, or one block of consecutive ones as LO:HI. */
+export function portMatch(svc: Service): string {
+  const [r] = joinedRanges(svc.ports);
+  return r.from === r.to ? `${r.from}` : `${r.from}:${r.to}`;
+}
+
+/**
+ * Several ports: one pf rule catches one block of consecutive ports and keeps one rotation (its
+ * pool's) and one set of source nodes for it. A list with gaps would be a rule per block (pfctl
+ * expands `port { … }` into one rule per port), each rotating and keeping affinity on its own.
+ */
+export function portsSupport(svc: Service): Support {
+  if (isContiguous(svc.ports)) return { level: 'yes', note: `one rule catches ports ${portMatch(svc)}, with one rotation for all of them` };
+  return {
+    level: 'no',
+    why: `ports ${portsText(svc.ports)} are not one block of consecutive ports; pf would need a rule per block (pfctl expands port lists into a rule per port), each with a rotation and source nodes of its own, not the one rotation lbc gives a service`,
+    instead: 'write one service per block of consecutive ports, or use --target nftables or iptables',
+  };
 }
 
 function toBig(a: string): bigint {
@@ -113,7 +145,7 @@ export function matchText(svc: Service): string {
   const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
   // vip null with an interface: `(IF)` follows the interface's addresses as they change (pf.conf(5) PARAMETERS).
   const dest = svc.vip ? (svc.vip.isHost ? svc.vip.address : `${svc.vip.address}/${svc.vip.prefixLength}`) : `(${svc.interface})`;
-  return `${on}${af} proto ${svc.protocol} from any to ${dest} port ${svc.port}`;
+  return `${on}${af} proto ${svc.protocol} from any to ${dest} port ${portMatch(svc)}`;
 }
 
 /**
@@ -158,11 +190,12 @@ export function interfaceSupport(svc: Service): Support {
 export function serviceComment(svc: Service, target: string): string[] {
   const dest = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : svc.interface ? `(${svc.interface})` : 'any';
   const lines = [
-    `service ${svc.name}: ${svc.protocol} ${dest} port ${svc.port}, mode ${svc.mode}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}`,
+    `service ${svc.name}: ${svc.protocol} ${dest} port ${portsText(svc.ports)}, mode ${svc.mode}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
+      `${svc.allow ? `, only from the ${svc.allow.length} client block(s) of <${allowTableName(svc)}>` : ''}`,
   ];
   for (const b of svc.backends) {
     const addr = b.address ?? `${loopback(svc.family)} (on this host)`;
-    lines.push(`  backend ${addr} port ${b.port} weight ${b.weight}${b.backup ? ' backup: not in this ruleset' : ''}`);
+    lines.push(`  backend ${addr} ${b.keepsPort ? 'on the client\'s port' : `port ${b.port}`} weight ${b.weight}${b.backup ? ' backup: not in this ruleset' : ''}`);
   }
   if (svc.backends.some((b) => b.backup)) {
     lines.push('  backups are not in this static ruleset; where the pool is a table, the health agent or relayd can put them in when every primary is down');

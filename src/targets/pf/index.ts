@@ -16,8 +16,9 @@ import { headerLines } from '../text.js';
 import { pfTier } from '../carp/index.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, poolName,
-  reducedWeights, serviceComment, smoothOrder,
+  poolPort, portsSupport, reducedWeights, serviceComment, smoothOrder,
 } from './common.js';
+import { allowTable, allowedSource, fromSource, refusedRule } from './allow.js';
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
 
@@ -92,6 +93,9 @@ export const pfCapabilities: CapabilityTable = {
     'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
   ),
   backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
+  allow: { level: 'yes', note: 'a const table of the client blocks, translation only from it, and a quick block drop rule for everyone else' },
+  'ports.list': portsSupport,
+  'ports.range': portsSupport,
 };
 
 interface Block {
@@ -104,9 +108,11 @@ interface Block {
 function serviceBlock(svc: Service): Block {
   const name = poolName(svc);
   const prim = primaries(svc);
-  const port = prim[0].port;
+  const port = poolPort(svc, prim[0]);
   const comment = serviceComment(svc, 'pf');
   const tables: string[] = [];
+  const allow = allowTable(svc);
+  if (allow) tables.push(allow);
   let pool: string;
   if (svc.mode === 'nth') {
     const weights = reducedWeights(svc);
@@ -134,11 +140,12 @@ function serviceBlock(svc: Service): Block {
   }
   const on = svc.interface ? ` on ${svc.interface}` : '';
   const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
+  const refused = refusedRule(svc, matchText(svc));
   return {
     comment,
     tables,
-    rdr: [`rdr ${matchText(svc)} tag ${name} -> ${pool}`],
-    pass: [`pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`],
+    rdr: [`rdr ${fromSource(matchText(svc), allowedSource(svc))} tag ${name} -> ${pool}`],
+    pass: [...(refused ? [refused] : []), `pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`],
   };
 }
 

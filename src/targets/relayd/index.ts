@@ -11,7 +11,7 @@
  *   redirect "NAME" {
  *     listen on ADDR [udp] port P [interface IF]
  *     forward to <NAME> port P mode roundrobin|random|source-hash KEY
- *       check tcp | check http "PATH" [host H] code N | check send DATA|nothing expect PATTERN
+ *       check tcp | check icmp | check http "PATH" [host H] code N | check send DATA|nothing expect PATTERN
  *       interval N timeout MS
  *     forward to <BACKUP> ...        the second forward to is the backup table
  *     sticky-address
@@ -28,6 +28,11 @@
  *   as two characters); expect is matched with fnmatch(3) against everything
  *   read so far (check_tcp.c), so "E*" means "the answer starts with E";
  * - there is no rise count: one passed check brings a host up;
+ * - check icmp pings each host (ICMP or ICMPv6 by its family; check_icmp.c); relayd has no UDP
+ *   probe (its TCP checks connect, check_icmp.c sends echoes, check script runs a program);
+ * - a redirection is "listen on ADDR port P" (one port each; several listen lines would each get
+ *   a pf rule and a rotation of their own), and it matches any source: an allow list is written
+ *   as pf.conf lines beside relayd's anchor (pf-anchors template);
  * - mode source-hash takes a key ("0x" + 32 hex digits or a string, MD5-hashed);
  *   without one relayd draws a random key at every start;
  * - `check icmp` pings the hosts (check_icmp.c, ICMP or ICMPv6 by family): the one check relayd has that
@@ -58,6 +63,7 @@ import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
 import { pfTier } from '../carp/index.js';
+import { allowTable, allowTableName, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
 
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -78,19 +84,29 @@ const ICMP_NOTE =
 /** The pf tag the FreeBSD port's rdr rule sets and the pass rules match (PF_TAG_NAME_SIZE is 64). */
 export const pfTag = (svc: Service) => `lbc-${svc.name}`;
 
-export const DEFAULT_CHECK: HealthCheck = { check: 'tcp', intervalMs: 10000, timeoutMs: 200, rise: 1, fall: 1, port: null, http: null, banner: null };
+export const DEFAULT_CHECK: HealthCheck = { check: 'tcp', intervalMs: 10000, timeoutMs: 200, rise: 1, fall: 1, port: null, http: null, banner: null, udp: null };
 
 function sameHealth(a: HealthCheck | null, b: HealthCheck | null): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+const groups = (svc: Service): Backend[][] => [primaries(svc), svc.backends.filter((b) => b.backup)].filter((g) => g.length > 0);
+
+/** relayd's check is per table: the primaries share one, the backups another (seed 002: tcp, then icmp). */
+function groupProblem(svc: Service): string | null {
+  for (const group of groups(svc)) {
+    if (!group.every((b) => sameHealth(b.health, group[0].health))) {
+      return `relayd runs one check per table, shared by all its hosts, but these ${group[0].backup ? 'backups' : 'primaries'} have different health checks (or some have none)`;
+    }
+  }
+  return null;
+}
+
 /** Why the health checks of a service cannot be written as relayd checks, or null. */
 function healthProblem(svc: Service): string | null {
-  for (const group of [primaries(svc), svc.backends.filter((b) => b.backup)]) {
-    if (group.length === 0) continue;
-    if (!group.every((b) => sameHealth(b.health, group[0].health))) {
-      return 'relayd runs one check per table, shared by all its hosts, but these backends have different health checks (or some have none)';
-    }
+  const g = groupProblem(svc);
+  if (g) return g;
+  for (const group of groups(svc)) {
     const hc = group[0].health;
     if (!hc) continue;
     if (hc.port !== null && hc.port !== group[0].port) return `relayd checks a table's hosts on the table's port; a check on port ${hc.port} cannot be written`;
@@ -161,6 +177,26 @@ function capabilitiesFor(f: RelaydFlavour): CapabilityTable {
       const p = healthProblem(svc);
       return p ? no(p, 'give the primaries a health check') : { level: 'yes', note: 'the second "forward to" is relayd\'s backup table' };
     },
+    'health.icmp': { level: 'yes', note: 'check icmp' },
+    'health.udp': no(
+      'relayd has no UDP check: its checks connect over TCP (check tcp, http, send/expect), ping (check icmp) or run a program (check script)',
+      'use check: icmp for relayd, or `lbc agent` with --target pf or pf-openbsd, which sends the datagram',
+    ),
+    'health.per-backend': (svc: Service): Support => {
+      const p = groupProblem(svc);
+      return p ? no(p, 'give every primary the same check (and every backup the same check), or use `lbc agent` with --target pf or pf-openbsd') : { level: 'yes', note: 'one check for the table of primaries, another for the backup table' };
+    },
+    'ports.list': no(
+      'a redirection listens on one port; several "listen on" lines would each become a pf rule with a rotation of its own, and the table forwards to one port',
+      'write one service per port, or use --target pf or pf-openbsd (one rule for a range of ports) with `lbc agent`',
+    ),
+    'ports.range': no('a redirection listens on one port, and the table forwards to one port', 'write one service per port, or use --target pf or pf-openbsd with `lbc agent`'),
+    allow: {
+      level: 'yes',
+      note: f.freebsd
+        ? 'relayd matches any source, so the allow list is a pf table, a "no rdr" rule for everyone else before relayd\'s rdr-anchor and a block rule for them (the untranslated connections are dropped)'
+        : 'relayd matches any source, so the allow list is a pf table and a quick block rule before relayd\'s anchor (the refused connections are dropped before relayd\'s rules)',
+    },
   };
 }
 
@@ -193,6 +229,10 @@ function checkText(hc: HealthCheck | null, svc: Service): string {
       const bn = hc.banner!;
       return `check send ${bn.send ? q(bn.send) : 'nothing'} expect ${q(`${bn.expect}*`)}`;
     }
+    case 'icmp':
+      return 'check icmp';
+    case 'udp':
+      throw new Error('lbc: relayd has no UDP check; the capability table should have refused it');
   }
 }
 
@@ -221,6 +261,22 @@ export function globalTiming(ir: IR): { interval: number; timeout: number } {
   // "must not exceed the global interval" (relayd.conf.5); tables set their own anyway.
   const timeout = checks.reduce((m, c) => Math.min(m, c.timeoutMs), interval * 1000);
   return { interval, timeout };
+}
+
+/**
+ * pf.conf lines for a service's allow list: relayd's redirections match any source, so clients
+ * outside the list are kept from them in pf. OpenBSD: relayd's rules are `pass in quick … rdr-to` in
+ * its anchor, so a quick block before the anchor decides first. FreeBSD (classic rdr in relayd's
+ * rdr-anchor): `no rdr` before the anchor leaves those clients untranslated (pf.conf(5): "no" — the
+ * first matching translation rule decides, and a no rule translates nothing), and the block rule
+ * drops them (pf/allow.ts).
+ */
+function allowLines(svc: Service): { table: string; noRdr: string; block: string } | null {
+  const table = allowTable(svc);
+  if (!table) return null;
+  const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
+  const head = `${svc.interface ? `on ${svc.interface} ` : ''}${af} proto ${svc.protocol} from any to ${svc.vip!.address} port ${svc.port}`;
+  return { table, noRdr: `no rdr ${fromSource(head, `! <${allowTableName(svc)}>`)}`, block: refusedRule(svc, head)! };
 }
 
 function emit(f: RelaydFlavour, ir: IR): OutputFile[] {
@@ -254,6 +310,7 @@ function emit(f: RelaydFlavour, ir: IR): OutputFile[] {
       tables: fw.map((x) => ({ name: x.table, hosts: x.hosts.join(', ') })),
       body,
       pass: `pass in quick${svc.interface ? ` on ${svc.interface}` : ''} ${svc.family === 'ipv4' ? 'inet' : 'inet6'} proto ${svc.protocol} all tagged ${pfTag(svc)} keep state`,
+      allow: allowLines(svc),
     };
   });
   const header = headerLines(f.target, ir.file).map(commentText);
