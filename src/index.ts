@@ -10,8 +10,8 @@
  */
 import { DiagnosticBag, LbcError, sortDiagnostics, type Diagnostic } from './diagnostics/diagnostic.js';
 import type { IR } from './ir/types.js';
-import { validateSpec } from './ir/validate.js';
-import { parseSpecText } from './spec/parse.js';
+import { SpecValidator } from './ir/validate.js';
+import { parseSpecBytes, parseSpecText } from './spec/parse.js';
 import { TARGETS, targetNames } from './targets/registry.js';
 import { compileForTarget, type EmitOptions, type TargetResult } from './targets/target.js';
 
@@ -21,17 +21,27 @@ export type * from './ir/types.js';
 export type { OutputFile, TargetDefinition, TargetResult, EmitOptions, Support, ApplyContext } from './targets/target.js';
 export { TARGETS, targetNames } from './targets/registry.js';
 export { specJsonSchema, type JsonSchema } from './spec/json-schema.js';
+export { readSpecFile, type SpecText } from './spec/read.js';
+export * as limits from './spec/limits.js';
 
-/** Validate a spec; never throws on bad input. `ir` is null when there are errors. */
-export function checkSpec(text: string, file = '<spec>'): { ir: IR | null; diagnostics: Diagnostic[] } {
+/**
+ * Validate a spec given as text or as bytes (which must be UTF-8: the first byte that is not is
+ * reported with its position); never throws on bad input. `ir` is null when there are errors.
+ */
+export function checkSpec(text: string | Uint8Array, file = '<spec>'): { ir: IR | null; diagnostics: Diagnostic[] } {
   const bag = new DiagnosticBag();
-  const { root } = parseSpecText(text, file, bag);
-  const ir = root && !bag.hasErrors ? validateSpec(root, file, bag) : null;
+  // Services are validated as the parser reads them; their diagnostics count only if the text parsed.
+  const validator = new SpecValidator(file);
+  const { root } = typeof text === 'string' ? parseSpecText(text, file, bag, validator.add) : parseSpecBytes(text, file, bag, validator.add);
+  if (bag.hasErrors) return { ir: null, diagnostics: sortDiagnostics(bag.items) };
+  const ir = root ? validator.finish(root) : null;
+  bag.items.push(...validator.bag.items);
+  if (!ir && !bag.hasErrors) bag.error('LBC1004', 'the spec is empty; it needs at least `version: 1` and `services:`', { file, line: 1, column: 1 });
   return { ir: bag.hasErrors ? null : ir, diagnostics: sortDiagnostics(bag.items) };
 }
 
-/** Parse and validate a spec (YAML or JSON text). Throws LbcError listing every problem. */
-export function parseSpec(text: string, file = '<spec>'): IR {
+/** Parse and validate a spec (YAML or JSON text, or its UTF-8 bytes). Throws LbcError listing every problem. */
+export function parseSpec(text: string | Uint8Array, file = '<spec>'): IR {
   const { ir, diagnostics } = checkSpec(text, file);
   if (!ir) throw new LbcError(diagnostics);
   return ir;

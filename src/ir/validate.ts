@@ -6,9 +6,10 @@
  * through ir/reader.ts); what is checked here is what needs more than one
  * field: families, defaults that depend on other fields, duplicates, overlaps.
  */
-import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
-import type { SMap, SNode, SScalar } from '../spec/ast.js';
-import { describeNode } from '../spec/ast.js';
+import { DiagnosticBag, type SourceLocation } from '../diagnostics/diagnostic.js';
+import type { SMap, SNode, SScalar, SSeq } from '../spec/ast.js';
+import { describeNode, StopReading } from '../spec/ast.js';
+import { MAX_SERVICES, MAX_TOTAL_BACKENDS } from '../spec/limits.js';
 import { BLOCKS, defaultOf, printable, type FieldType } from '../spec/definition.js';
 import { bitsOf, parseAddress } from './address.js';
 import { parseDuration } from './duration.js';
@@ -32,33 +33,76 @@ const BACKENDS_FIELD = BLOCKS.service.fields.backends.type as Extract<FieldType,
 const HASH_FIELD = BLOCKS.service.fields.hash.type as Extract<FieldType, { kind: 'list' }>;
 const HASH_ENUM = HASH_FIELD.items[0] as Extract<FieldType, { kind: 'enum' }>;
 
-export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
-  if (root.kind !== 'map') {
-    bag.error('LBC2000', `the spec must be a mapping with "version" and "services", not ${describeNode(root)}`, root.loc);
-    return null;
-  }
-  const top = new MapReader(root, bag, 'spec');
-  const version = top.scalar('version');
-  if (!version) {
-    if (!top.has('version')) bag.error('LBC2005', 'the spec needs "version: 1" at the top', root.loc);
-  } else if (version.value !== 1) {
-    bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
-  }
-  const servicesNode = top.node('services');
-  const services: Service[] = [];
-  if (!servicesNode) {
-    bag.error('LBC2005', 'the spec needs a "services" list', root.loc);
-  } else if (servicesNode.kind !== 'seq' || servicesNode.items.length === 0) {
-    bag.error('LBC2007', `"services" must be a non-empty list, not ${describeNode(servicesNode)}`, servicesNode.loc);
-  } else {
-    for (const item of servicesNode.items) {
-      const svc = validateService(item, bag);
-      if (svc) services.push(svc);
+/**
+ * Validates a spec service by service: `add` takes each item of the "services" list as soon as the
+ * parser has read it (the parser then drops the item's syntax tree, so a large spec is never whole
+ * in memory), `finish` the rest of the tree. Diagnostics collect in the validator's own bag; the
+ * caller merges them when the text parsed. Past MAX_SERVICES or MAX_TOTAL_BACKENDS it reports once
+ * and throws StopReading, which ends the parse.
+ */
+export class SpecValidator {
+  readonly bag = new DiagnosticBag();
+  private readonly services: Service[] = [];
+  private count = 0;
+  private backends = 0;
+
+  constructor(readonly file: string) {}
+
+  readonly add = (node: SNode): void => {
+    if (++this.count > MAX_SERVICES) {
+      this.bag.error('LBC2008', `a spec may have at most ${MAX_SERVICES.toLocaleString('en-US')} services; this is service ${this.count.toLocaleString('en-US')}`, node.loc, [LIMITS_NOTE]);
+      throw new StopReading();
     }
-    checkAcrossServices(services, bag);
+    const be = node.kind === 'map' ? node.entries.find((e) => e.key === 'backends')?.value : undefined;
+    if (be?.kind === 'seq' && (this.backends += be.items.length) > MAX_TOTAL_BACKENDS) {
+      this.bag.error('LBC2008', `a spec may have at most ${MAX_TOTAL_BACKENDS.toLocaleString('en-US')} backends in all; this service goes past that`, be.loc, [LIMITS_NOTE]);
+      throw new StopReading();
+    }
+    const svc = validateService(node, this.bag);
+    if (svc) this.services.push(svc);
+  };
+
+  /** The IR, or null when the spec has errors (in `bag`). `root` is what the parser returned. */
+  finish(root: SNode): IR | null {
+    const bag = this.bag;
+    if (root.kind !== 'map') {
+      bag.error('LBC2000', `the spec must be a mapping with "version" and "services", not ${describeNode(root)}`, root.loc);
+      return null;
+    }
+    const top = new MapReader(root, bag, 'spec');
+    const version = top.scalar('version');
+    if (!version) {
+      if (!top.has('version')) bag.error('LBC2005', 'the spec needs "version: 1" at the top', root.loc);
+    } else if (version.value !== (BLOCKS.spec.fields.version.type as Extract<FieldType, { kind: 'const' }>).value) {
+      bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
+    }
+    const servicesNode = top.node('services');
+    if (!servicesNode) {
+      bag.error('LBC2005', 'the spec needs a "services" list', root.loc);
+    } else if (servicesNode.kind !== 'seq') {
+      bag.error('LBC2007', `"services" must be a list, not ${describeNode(servicesNode)}`, servicesNode.loc, ['an empty list (services: []) is a spec with nothing to balance']);
+    } else {
+      try {
+        // Items the parser streamed are validated already; the others (an aliased or merged list) now.
+        if (!servicesNode.streamed) for (const item of servicesNode.items) this.add(item);
+      } catch (e) {
+        if (!(e instanceof StopReading)) throw e;
+      }
+      checkAcrossServices(this.services, bag);
+    }
+    if (bag.hasErrors) return null;
+    return { file: this.file, services: this.services };
   }
-  if (bag.hasErrors) return null;
-  return { file, services };
+}
+
+const LIMITS_NOTE = 'see "Limits" in the README';
+
+/** Validates a whole syntax tree (one the parser did not stream services out of). */
+export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
+  const v = new SpecValidator(file);
+  const ir = v.finish(root);
+  bag.items.push(...v.bag.items);
+  return ir;
 }
 
 function validateService(node: SNode, bag: DiagnosticBag): Service | null {
@@ -105,7 +149,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     }
   }
 
-  const port = r.integer('port');
+  const portNode = r.node('port');
+  const port = portNode?.kind === 'seq' ? portList(portNode, label, bag) : r.integer('port');
   if (!r.has('port')) bag.error('LBC2015', `${label} needs a "port" (1-65535)`, node.loc);
   const protocol = r.oneOf<Service['protocol']>('protocol');
   const iface = r.text('interface')?.value ?? null;
@@ -246,12 +291,19 @@ function readBackend(
     bag.error('LBC2030', `a backend must be a mapping or a string like 10.0.0.1:8080, not ${describeNode(node)}`, node.loc);
     return null;
   }
-  if (port === null) {
-    if (bag.items.length === before) bag.error('LBC2033', 'backend port unknown: the service has no valid port', node.loc);
-    return null;
-  }
+  // Without a port of its own, a backend takes the service's; when that is missing or wrong, it was reported once already.
+  if (port === null) return null;
   if (bag.items.length > before) return null;
   return { index, address, port, weight, backup, health, loc: node.loc };
+}
+
+/** `port: [5683, 5684]`: one error for the service, not one per backend that would take its port. */
+function portList(node: SSeq, label: string, bag: DiagnosticBag): undefined {
+  const ports = node.items.map((it) => (it.kind === 'scalar' ? String(it.value) : '…')).join(', ');
+  bag.error('LBC2002', `${label}: "port" is one port, not a list (${printable(ports)})`, node.loc, [
+    'write one service per port, each with its own name (the backends may be the same)',
+  ]);
+  return undefined;
 }
 
 /** "10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:80", "2001:db8::1", ":4001". */

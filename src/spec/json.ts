@@ -5,21 +5,24 @@
  * YAML path (spec/ast.ts); a duplicate key is an error, as in YAML.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
-import type { SMapEntry, SNode } from './ast.js';
+import type { ItemSink, SMapEntry, SNode } from './ast.js';
+import { MAX_DEPTH, MAX_NODES } from './limits.js';
 
+/** A JSON syntax error (LBC1008), or a limit the text goes past (LBC1007). */
 export class JsonSyntaxError extends Error {
   constructor(
     message: string,
     readonly loc: SourceLocation,
+    readonly code: 'LBC1008' | 'LBC1007' = 'LBC1008',
   ) {
     super(message);
   }
 }
 
-const MAX_DEPTH = 64;
-
-export function parseJsonSpec(text: string, file: string): SNode {
+/** `sink`, if given, receives each item of the top-level "services" array as soon as it is read. */
+export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNode {
   let i = 0;
+  let nodes = 0;
   let line = 1;
   let lineStart = 0;
   const at = (pos: number): SourceLocation => {
@@ -74,7 +77,10 @@ export function parseJsonSpec(text: string, file: string): SNode {
     }
   };
   const value = (depth: number): SNode => {
-    if (depth > MAX_DEPTH) fail('nested too deeply');
+    if (depth > MAX_DEPTH) throw new JsonSyntaxError(`the spec is nested more than ${MAX_DEPTH} levels deep; no spec needs that`, at(i), 'LBC1007');
+    if (++nodes > MAX_NODES) {
+      throw new JsonSyntaxError(`the spec holds more than ${MAX_NODES.toLocaleString('en-US')} values, beyond lbc's limits (see "Limits" in the README)`, at(i), 'LBC1007');
+    }
     ws();
     const start = i;
     const loc = at(start);
@@ -98,7 +104,8 @@ export function parseJsonSpec(text: string, file: string): SNode {
         ws();
         if (text[i] !== ':') fail('expected ":" after a key');
         i++;
-        entries.push({ key, keyLoc, value: value(depth + 1) });
+        ws();
+        entries.push({ key, keyLoc, value: depth === 0 && sink && key === 'services' && text[i] === '[' ? streamed(sink) : value(depth + 1) });
         ws();
         if (text[i] === ',') {
           i++;
@@ -139,6 +146,32 @@ export function parseJsonSpec(text: string, file: string): SNode {
     i += m![0].length;
     const w = m![0];
     return { kind: 'scalar', value: w === 'true' ? true : w === 'false' ? false : w === 'null' ? null : Number(w), quoted: false, loc };
+  };
+  /** The "services" array: each item goes to the sink and is not kept (nor counted against MAX_NODES). */
+  const streamed = (give: ItemSink): SNode => {
+    const loc = at(i);
+    i++;
+    ws();
+    if (text[i] === ']') {
+      i++;
+      return { kind: 'seq', items: [], loc, streamed: true };
+    }
+    for (;;) {
+      const before = nodes;
+      const item = value(2);
+      nodes = before;
+      give(item);
+      ws();
+      if (text[i] === ',') {
+        i++;
+        continue;
+      }
+      if (text[i] === ']') {
+        i++;
+        return { kind: 'seq', items: [], loc, streamed: true };
+      }
+      fail('expected "," or "]"');
+    }
   };
   const root = value(0);
   ws();

@@ -50,7 +50,7 @@ describe('lbc CLI', () => {
   it('does not touch -o when the spec is invalid', () => {
     const out = join(tmp, 'keep.nft');
     writeFileSync(out, 'previous\n');
-    const r = lbc(['compile', '-', '-t', 'nftables', '-o', out], 'version: 1\nservices: []\n');
+    const r = lbc(['compile', '-', '-t', 'nftables', '-o', out], 'version: 1\nservices: 7\n');
     expect(r.status).toBe(1);
     expect(readFileSync(out, 'utf8')).toBe('previous\n');
   });
