@@ -40,6 +40,8 @@ export interface TargetDefinition {
   families: readonly Family[];
   /** Missing features are supported. */
   capabilities: CapabilityTable;
+  /** Set when the target's tool refuses a configuration without any service: why, and what to do instead. */
+  refusesEmpty?: { why: string; instead: string };
   /** Only called with services that passed the capability check. Must be deterministic. */
   emit(ir: IR, options: EmitOptions): OutputFile[];
   /**
@@ -146,6 +148,9 @@ export function compileForTarget(target: TargetDefinition, ir: IR, options: Emit
     }
     diagnostics.push(...checkService(target, svc));
     kept.push(svc);
+  }
+  if (kept.length === 0 && target.refusesEmpty) {
+    diagnostics.push({ code: 'LBC3005', severity: 'error', message: `target ${target.name} cannot compile a spec without services: ${target.refusesEmpty.why}`, notes: [target.refusesEmpty.instead] });
   }
   if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
   // Every file ends with exactly one newline, whatever its template did: tools and diffs expect it.

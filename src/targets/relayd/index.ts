@@ -213,5 +213,7 @@ export const relaydTarget: TargetDefinition = {
   title: 'relayd.conf redirections (health checks in relayd) with the pf.conf anchor lines they need',
   families: ['ipv4', 'ipv6'],
   capabilities,
+  // relayd's parse.y ends load_config with "no actions, nothing to do" (an error) when there is no redirection.
+  refusesEmpty: { why: 'relayd refuses a configuration without redirections ("no actions, nothing to do")', instead: 'stop relayd instead, or compile for pf, which loads an empty anchor' },
   emit,
 };
