@@ -184,3 +184,42 @@ function printable(s: string): string {
   const t = s.replace(/[^\x20-\x7e]/g, '?');
   return t.length > 50 ? `${t.slice(0, 50)}…` : t;
 }
+
+/** Address blocks that are never a balanced service's destination or backend as such (RFC 6890 and its sources). */
+export type SpecialUse = 'this-network' | 'unspecified' | 'loopback' | 'link-local' | 'multicast' | 'broadcast';
+
+const SPECIAL: Record<Family, ReadonlyArray<{ use: SpecialUse; net: string; len: number; text: string }>> = {
+  ipv4: [
+    { use: 'this-network', net: '0.0.0.0', len: 8, text: '0.0.0.0/8 ("this network", RFC 1122 §3.2.1.3: never a destination)' },
+    { use: 'loopback', net: '127.0.0.0', len: 8, text: 'the loopback block 127.0.0.0/8' },
+    { use: 'link-local', net: '169.254.0.0', len: 16, text: 'the link-local block 169.254.0.0/16' },
+    { use: 'multicast', net: '224.0.0.0', len: 4, text: 'the multicast block 224.0.0.0/4' },
+    { use: 'broadcast', net: '255.255.255.255', len: 32, text: 'the broadcast address 255.255.255.255' },
+  ],
+  ipv6: [
+    { use: 'unspecified', net: '::', len: 128, text: 'the unspecified address ::' },
+    { use: 'loopback', net: '::1', len: 128, text: 'the loopback address ::1' },
+    { use: 'link-local', net: 'fe80::', len: 10, text: 'the link-local block fe80::/10' },
+    { use: 'multicast', net: 'ff00::', len: 8, text: 'the multicast block ff00::/8' },
+  ],
+};
+
+/**
+ * The special block a prefix lies in (`within`), or else the first one it contains (a vip block wider
+ * than the special block, such as 128.0.0.0/1), or null for ordinary unicast addresses. `single`:
+ * the special "block" is one address (::1, 255.255.255.255).
+ */
+export function specialUse(p: Prefix, family: Family): { use: SpecialUse; text: string; within: boolean; single: boolean } | null {
+  const bits = bitsOf(p.address, family);
+  for (const s of SPECIAL[family]) {
+    const sbits = bitsOf(s.net, family);
+    const n = Math.min(s.len, p.prefixLength);
+    if (bits.slice(0, n) !== sbits.slice(0, n)) continue;
+    const within = p.prefixLength >= s.len;
+    // 0.0.0.0 alone is the unspecified address, the rest of 0.0.0.0/8 "this network".
+    const use = s.use === 'this-network' && within && p.isHost && p.address === '0.0.0.0' ? 'unspecified' : s.use;
+    const unspecified4 = use === 'unspecified' && family === 'ipv4';
+    return { use, text: unspecified4 ? 'the unspecified address 0.0.0.0' : s.text, within, single: unspecified4 || s.len === (family === 'ipv4' ? 32 : 128) };
+  }
+  return null;
+}

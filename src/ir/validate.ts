@@ -11,7 +11,7 @@ import type { SMap, SNode, SScalar, SSeq } from '../spec/ast.js';
 import { describeNode, StopReading } from '../spec/ast.js';
 import { MAX_SERVICES, MAX_TOTAL_BACKENDS } from '../spec/limits.js';
 import { BLOCKS, defaultOf, printable, type FieldType } from '../spec/definition.js';
-import { bitsOf, parseAddress } from './address.js';
+import { bitsOf, parseAddress, specialUse } from './address.js';
 import { parseDuration } from './duration.js';
 import { enumValue, MapReader, readInteger } from './reader.js';
 import {
@@ -139,12 +139,14 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   };
 
   let vip: Prefix | null = null;
+  let vipFamily: Family = 'ipv4';
   const vipStr = r.string('vip');
   if (vipStr) {
     const res = parseAddress(vipStr.value, true);
     if (!res.ok) bag.error('LBC2014', `vip: ${res.message}`, vipStr.loc, res.hint ? [res.hint] : undefined);
     else {
       vip = res.prefix;
+      vipFamily = res.family;
       settleFamily(res.family, vipStr.loc);
     }
   }
@@ -179,6 +181,7 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   const sticky: Service['sticky'] = stickyMs ? { timeoutSeconds: stickyMs.value / 1000 } : null;
 
   const local = r.boolean('local');
+  if (vip && vipStr) checkVip(vip, vipFamily, vipStr.loc, port?.value ?? null, local?.value ?? false, iface, bag);
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
 
   const backends: Backend[] = [];
@@ -195,6 +198,11 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
       const prev = seen.get(key);
       if (prev) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} port ${be.port} is listed twice (first at line ${prev.line})`, be.loc, ['give the backend a weight instead of listing it twice']);
       else seen.set(key, be.loc);
+      if (vip?.isHost && be.address === vip.address && be.port === port?.value) {
+        bag.error('LBC2034', `backend ${be.address} port ${be.port} is the service's own vip and port: connections would be sent where they are already going`, be.loc, [
+          'to hand them to a listener on this host, give that listener another port (a backend { port: N }, or this address with port N)',
+        ]);
+      }
       backends.push(be);
     });
     if (backends.length === beNode.items.length && !backends.some((b) => !b.backup)) {
@@ -258,7 +266,7 @@ function readBackend(
     if (parsed.address !== null) {
       const res = parseAddress(parsed.address, false);
       if (!res.ok) bag.error('LBC2031', `backend address: ${res.message}`, node.loc, res.hint ? [res.hint] : undefined);
-      else {
+      else if (usableBackend(res.prefix, res.family, node.loc, bag)) {
         address = res.prefix.address;
         settleFamily(res.family, node.loc);
       }
@@ -273,7 +281,7 @@ function readBackend(
     if (a) {
       const res = parseAddress(a.value, false);
       if (!res.ok) bag.error('LBC2031', `backend address: ${res.message}`, a.loc, res.hint ? [res.hint] : undefined);
-      else {
+      else if (usableBackend(res.prefix, res.family, a.loc, bag)) {
         address = res.prefix.address;
         settleFamily(res.family, a.loc);
       }
@@ -295,6 +303,68 @@ function readBackend(
   if (port === null) return null;
   if (bag.items.length > before) return null;
   return { index, address, port, weight, backup, health, loc: node.loc };
+}
+
+const ANY_LOCAL = 'omit "vip" to balance connections to any local address of this host (with "interface" to name one link)';
+const UNICAST_VIP = 'give the service the unicast address (or block of them) that clients connect to';
+
+/** A vip must be somewhere connections can arrive: no special-use block, or one that fits the service. */
+function checkVip(vip: Prefix, family: Family, loc: SourceLocation, port: number | null, local: boolean, iface: string | null, bag: DiagnosticBag): void {
+  const text = `${vip.address}${vip.isHost ? '' : `/${vip.prefixLength}`}`;
+  if (vip.prefixLength === 0) {
+    bag.error('LBC2014', `vip ${text} is every ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address: it would capture every forwarded connection${port ? ` to port ${port}` : ''}`, loc, [ANY_LOCAL]);
+    return;
+  }
+  const sp = specialUse(vip, family);
+  if (!sp) return;
+  if (!sp.within) {
+    bag.error('LBC2014', `vip block ${text} contains ${sp.text}`, loc, [UNICAST_VIP]);
+    return;
+  }
+  switch (sp.use) {
+    case 'unspecified':
+    case 'this-network':
+      bag.error('LBC2014', `vip ${text} is ${sp.text}: no connection is addressed to it`, loc, [ANY_LOCAL]);
+      return;
+    case 'multicast':
+    case 'broadcast':
+      bag.error('LBC2014', `vip ${text} is ${sp.single ? '' : 'in '}${sp.text}: lbc balances connections, which are made to unicast addresses`, loc, [UNICAST_VIP]);
+      return;
+    case 'loopback':
+      if (!local) bag.error('LBC2014', `vip ${text} is ${sp.single ? '' : 'in '}${sp.text}: connections from other hosts never arrive there`, loc, ['add "local: true" to balance connections made on this host to it, or use the address clients connect to']);
+      return;
+    case 'link-local':
+      if (!iface) bag.error('LBC2014', `vip ${text} is in ${sp.text}: the same address may be in use on every link`, loc, ['add "interface" to say which link the service is on']);
+      return;
+  }
+}
+
+/** A backend must be a unicast address a redirected connection can be sent to; reports why not. */
+function usableBackend(p: Prefix, family: Family, loc: SourceLocation, bag: DiagnosticBag): boolean {
+  const sp = specialUse(p, family);
+  if (!sp) return true;
+  const at = `backend address ${p.address} is ${sp.single ? '' : 'in '}${sp.text}`;
+  switch (sp.use) {
+    case 'unspecified':
+    case 'this-network':
+      bag.error('LBC2031', `${at}: nothing can be reached there`, loc, ['a port on this host is written { port: N } (or ":N")']);
+      break;
+    case 'loopback':
+      bag.error('LBC2031', `${at}: a connection from the network redirected there is dropped by the kernel (a martian) or never leaves this host`, loc, [
+        'write a port on this host as { port: N } (or ":N"): lbc writes what each target needs for it',
+      ]);
+      break;
+    case 'multicast':
+    case 'broadcast':
+      bag.error('LBC2031', `${at}: a connection cannot be redirected to a group or broadcast address`, loc, ["use the backend's unicast address"]);
+      break;
+    case 'link-local':
+      bag.error('LBC2031', `${at}: a NAT rule cannot say which link it is on, and routers do not forward to link-local addresses (RFC 3927 §7, RFC 4291 §2.5.6)`, loc, [
+        `use the backend's ${family === 'ipv4' ? 'private or public' : 'global or unique-local'} address`,
+      ]);
+      break;
+  }
+  return false;
 }
 
 /** `port: [5683, 5684]`: one error for the service, not one per backend that would take its port. */
