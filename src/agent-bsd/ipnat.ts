@@ -20,9 +20,11 @@
  * - apply() removes, then adds: for the few milliseconds in between, new
  *   connections to the vip are not redirected (IPFilter has no transaction for
  *   NAT rules). Established ones are not affected.
- * - apply() removes only the rules of the file it is given. Rules of an older,
- *   different compile stay loaded; remove them with `ipnat -r -f OLD` and
- *   `ipf -r -f OLD` first.
+ * - apply() removes the rules of the file it is given, and the rules of lbc's
+ *   last apply on this host that the new file no longer has (its record, in
+ *   $LBC_STATE_DIR or /var/run/lbc). Without a record (a reboot cleared it),
+ *   rules of an older, different compile stay loaded; remove them with
+ *   `ipnat -r -f OLD` and `ipf -r -f OLD`.
  * - ipf.rules is added after the rules already loaded: a `block … quick`
  *   earlier in the list wins. Put the pass rules in your own ipf.conf instead
  *   when that matters (they never change while the agent runs).
@@ -48,6 +50,7 @@ import { backendKey, liveService } from '../health/live.js';
 import { LbcError } from '../diagnostics/diagnostic.js';
 import type { AgentDriver, AgentLoad, ApplyContext, OutputFile } from '../targets/target.js';
 import { ipnatRulesFor, runCommands, type Command } from './index.js';
+import { ipnatRemovals, recordBsdLoad, recordedIpnatRules } from './lifecycle.js';
 
 const NAT = 'ipnat.rules';
 const FILTER = 'ipf.rules';
@@ -77,7 +80,17 @@ export function ipnatApplyPlan(files: readonly OutputFile[]): Command[] {
 }
 
 export async function ipnatApply(files: OutputFile[], ctx: ApplyContext): Promise<void> {
-  return runCommands(ipnatApplyPlan(files), ctx);
+  // Rules an earlier apply loaded that this compile no longer has: lbc's record names them.
+  const previous = recordedIpnatRules('ipnat', ctx);
+  const nat = new Set(ruleLines(textOf(files, NAT), 'rdr'));
+  const filter = new Set(ruleLines(textOf(files, FILTER), 'pass'));
+  const gone = previous ? { nat: previous.nat.filter((l) => !nat.has(l)), filter: previous.filter.filter((l) => !filter.has(l)) } : null;
+  await runCommands(ipnatApplyPlan(files), ctx);
+  if (gone && gone.nat.length + gone.filter.length > 0) {
+    ctx.log(`ipnat: removing ${gone.nat.length} rdr and ${gone.filter.length} pass rule(s) of the last apply that this spec no longer has`);
+    await runCommands(ipnatRemovals(gone), ctx);
+  }
+  await recordBsdLoad('ipnat', files, ctx);
 }
 
 // --- the agent ------------------------------------------------------------------

@@ -37,6 +37,7 @@ import type { IR, Service } from '../ir/types.js';
 import type { AgentDriver, AgentLoad, ApplyContext, OutputFile } from '../targets/target.js';
 import { LbcError } from '../diagnostics/diagnostic.js';
 import { pfStateChangeCommands, runCommands, type Command } from './index.js';
+import { recordBsdLoad } from './lifecycle.js';
 
 export const PF_ANCHOR = 'lbc';
 
@@ -55,9 +56,12 @@ function anchorLoad(conf: string): Command[] {
   ];
 }
 
-/** apply() of both pf targets: `name` is the file their emitter writes. */
-export function pfAnchorApply(name: string): (files: OutputFile[], ctx: ApplyContext) => Promise<void> {
-  return async (files, ctx) => runCommands(anchorLoad(confOf(files, name)), ctx);
+/** apply() of both pf targets: `name` is the file their emitter writes; the load is recorded for status and remove. */
+export function pfAnchorApply(name: string, target: string): (files: OutputFile[], ctx: ApplyContext) => Promise<void> {
+  return async (files, ctx) => {
+    await runCommands(anchorLoad(confOf(files, name)), ctx);
+    await recordBsdLoad(target, files, ctx);
+  };
 }
 
 /** The ruleset with comments dropped and table contents blanked: equal shapes differ only in what the tables hold. */

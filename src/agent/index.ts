@@ -63,6 +63,7 @@ import {
   compileForTarget, type AgentDriver, type ApplyContext, type EmitOptions, type OutputFile, type TargetDefinition,
 } from '../targets/target.js';
 import { flushBackendFlows } from './conntrack.js';
+import { summarize } from '../targets/lifecycle.js';
 import { notifierFromEnv, type Notifier } from './notify.js';
 import { hostContext as sharedHostContext, shellWord } from '../host/exec.js';
 
@@ -81,6 +82,8 @@ export interface AgentOptions {
   checker?: Checker;
   /** null: never notify; undefined: systemd-notify when NOTIFY_SOCKET is set. */
   notify?: Notifier | null;
+  /** The spec's path, for the record each load leaves (lbc status). */
+  specPath?: string | null;
   /** Called after each successful load with the live IR that was loaded. */
   onApplied?: (live: IR) => void;
 }
@@ -206,7 +209,8 @@ export async function runAgent(ir: IR, target: TargetDefinition, opts: AgentOpti
       }
       if (result.diagnostics.some((d) => d.severity === 'error')) return false;
       try {
-        await driver.load({ spec: { ...ir, services }, live, files: result.files, previous, compile: compileShape }, ctx);
+        // The record of each load (lbc status) names what the agent loaded: the live backends.
+        await driver.load({ spec: { ...ir, services }, live, files: result.files, previous, compile: compileShape }, { ...ctx, meta: summarize(live, opts.specPath ?? null) });
       } catch (e) {
         log(`loading the ruleset failed: ${errorText(e)}`);
         // A driver's load may be several commands (pfctl, ipnat) and may have stopped halfway: the next

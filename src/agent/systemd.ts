@@ -1,5 +1,6 @@
 /**
- * A systemd service unit that runs `lbc agent` for one spec and target.
+ * systemd service units for one spec and target: one that runs `lbc agent`, or one that loads the rules
+ * once at boot (`lbc apply`).
  *
  * - Type=notify: the agent reports READY=1 only after its first full round of
  *   health checks and its first ruleset load, so units ordered After= this one
@@ -37,11 +38,48 @@ const AFTER_BY_TARGET: Record<string, string[]> = {
   ip6tables: ['netfilter-persistent.service', 'ip6tables.service'],
 };
 
-export function systemdUnit(specPath: string, target: string, options: SystemdUnitOptions = {}): string {
+/**
+ * A oneshot unit that loads the spec's rules at boot with `lbc apply` and takes them out with `lbc remove`
+ * when stopped: the way to make rules survive a reboot without an agent. It runs after the distribution's
+ * own firewall service (which may flush the ruleset when it loads) and before network-pre.target, so the
+ * rules are in place before interfaces come up; `systemctl reload` re-applies a changed spec.
+ */
+export function systemdApplyUnit(specPath: string, target: string, options: Omit<SystemdUnitOptions, 'stopTimeoutSeconds'> = {}): string {
   const lbcPath = options.lbcPath ?? '/usr/local/bin/lbc';
+  checkPaths(specPath, lbcPath, target);
+  const apply = [lbcPath, 'apply', specPath, '--target', target, ...(options.extraArgs ?? [])];
+  const remove = [lbcPath, 'remove', '--target', target];
+  const lines = [
+    ...headerLines('systemd', specPath).map((l) => `# ${l}`),
+    '[Unit]',
+    `Description=lbc load-balancing rules (${target}) for ${escapeSpecifiers(printable(specPath))}`,
+    'Wants=network-pre.target',
+    'Before=network-pre.target',
+    ...(AFTER_BY_TARGET[target] ? [`After=${AFTER_BY_TARGET[target].join(' ')}`] : []),
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    `ExecStart=${apply.map(quoteArg).join(' ')}`,
+    `ExecReload=${apply.map(quoteArg).join(' ')}`,
+    `ExecStop=${remove.map(quoteArg).join(' ')}`,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function checkPaths(specPath: string, lbcPath: string, target: string): void {
   if (!specPath.startsWith('/')) fail('LBC4101', `the systemd unit needs an absolute spec path, not "${printable(specPath)}"`, 'systemd starts services in "/", so a relative path would not find the spec');
   if (!lbcPath.startsWith('/')) fail('LBC4101', `the lbc path in a systemd unit must be absolute, not "${printable(lbcPath)}"`);
   if (!/^[a-z][a-z0-9-]*$/.test(target)) fail('LBC4102', `"${printable(target)}" is not a target name`);
+}
+
+export function systemdUnit(specPath: string, target: string, options: SystemdUnitOptions = {}): string {
+  const lbcPath = options.lbcPath ?? '/usr/local/bin/lbc';
+  checkPaths(specPath, lbcPath, target);
   const stop = options.stopTimeoutSeconds ?? 30;
   if (!Number.isInteger(stop) || stop < 1 || stop > 3600) fail('LBC4102', 'stopTimeoutSeconds must be an integer from 1 to 3600');
   const argv = [lbcPath, 'agent', specPath, '--target', target, ...(options.extraArgs ?? [])];

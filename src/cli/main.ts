@@ -1,195 +1,165 @@
 #!/usr/bin/env node
 /**
- * lbc command line: compile, apply, check (and agent, where the target has one).
- * Exit status: 0 done; 1 the spec is invalid or the target cannot express it
- * (diagnostics on stderr, nothing on stdout); 2 usage or I/O problems.
+ * lbc command line. Parsing is strict and finishes before any command runs: an unknown option, command
+ * or extra argument is a usage error (exit 2, nothing on stdout, nothing changed), with "did you mean".
+ * Exit status: 0 done; 1 the spec is invalid, the target cannot express it, or a check found a
+ * difference; 2 usage or I/O errors; 3 an internal error; 141 standard output was a closed pipe.
  */
-import yargs from 'yargs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { formatDiagnostic, LbcError, type Diagnostic } from '../diagnostics/diagnostic.js';
-import { checkSpec, compile } from '../index.js';
-import type { IR } from '../ir/types.js';
-import { TARGETS, targetNames } from '../targets/registry.js';
-import { compileForTarget } from '../targets/target.js';
-import { hostContext } from '../host/exec.js';
-import { joinForStdout, readSpec, writeOutputs } from './io.js';
-import { describeService } from './describe.js';
-import { matrixMarkdown } from './matrix.js';
+import { didYouMean, LbcError } from '../diagnostics/diagnostic.js';
+import { UsageError, type CliCommand } from './command.js';
+import { COMMANDS } from './commands/index.js';
+import { ClosedPipe, EXIT_PIPE, OUTPUT_FORMATS, Reporter, type OutputFormat } from './report.js';
 
-const err = (line: string): void => {
-  process.stderr.write(`${line}\n`);
-};
-const report = (ds: readonly Diagnostic[]): void => ds.forEach((d) => err(formatDiagnostic(d)));
-
-function loadIR(specPath: string): IR {
-  const { text, file } = readSpec(specPath);
-  const { ir, diagnostics } = checkSpec(text, file);
-  if (!ir) throw new LbcError(diagnostics);
-  report(diagnostics);
-  return ir;
-}
-
-async function cmdCompile(args: { spec: string; target: string; output?: string; 'agent-target'?: string; 'lbc-path'?: string }): Promise<number> {
-  const { text, file } = readSpec(args.spec);
-  const emit = { specPath: args.spec === '-' || args.spec === '' ? null : args.spec, agentTarget: args['agent-target'], lbcPath: args['lbc-path'] };
-  const result = compile(text, args.target, { file, emit });
-  report(result.diagnostics);
-  if (args.output) {
-    for (const p of writeOutputs(result.files, args.output)) err(`lbc: wrote ${p}`);
-  } else {
-    process.stdout.write(joinForStdout(result.files));
+/** The version in lbc's package.json, wherever this file runs from (src/ under tsx, dist/src/ when built). */
+function lbcVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (!existsSync(p)) continue;
+    const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'lbc' && pkg.version) return pkg.version;
   }
-  return 0;
+  return 'unknown';
 }
 
-async function cmdApply(args: { spec: string; target: string; 'dry-run': boolean; full: boolean }): Promise<number> {
-  const def = TARGETS.get(args.target);
-  if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${args.target}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
-  if (!def.apply) {
-    throw new LbcError([
-      { code: 'LBC4004', severity: 'error', message: `target ${def.name} cannot be applied on this host`, notes: ['compile it with -o and load the files on the host they are for'] },
+function commandName(c: CliCommand): string {
+  return c.usage.split(' ')[0];
+}
+
+interface Parsed {
+  command: CliCommand;
+  args: Record<string, unknown>;
+}
+
+interface Declared {
+  command: CliCommand | null;
+  /** Every option name and alias the matched command (or the top level) declares. */
+  names: string[];
+  arrays: Set<string>;
+}
+
+/** yargs' terse messages, turned into what a user can act on. */
+function usageError(msg: string, argv: readonly string[], declared: Declared): UsageError {
+  const cmd = declared.command ? commandName(declared.command) : null;
+  const longNames = declared.names.filter((n) => n.length > 1 && n !== 'spec' && !/[A-Z]/.test(n));
+  const listed = longNames.filter((n) => !['help', 'version', 'output-format'].includes(n));
+  const unknown = /^Unknown arguments?: (.+)$/.exec(msg);
+  if (unknown) {
+    const words = unknown[1].split(', ');
+    const w = words[0];
+    const asOption = argv.some((a) => a === `--${w}` || a.startsWith(`--${w}=`) || (w.length === 1 && /^-[A-Za-z]+$/.test(a) && a.includes(w)));
+    if (!asOption && !cmd) {
+      const guess = didYouMean(w, COMMANDS.map(commandName));
+      return new UsageError(`unknown command "${w}"`, [guess ? `did you mean "lbc ${guess}"?` : `commands: ${COMMANDS.map(commandName).join(', ')}`]);
+    }
+    if (!asOption) return new UsageError(`lbc ${cmd} takes one SPEC; "${w}" is one argument too many`, ['quote a path with spaces; options start with --']);
+    // -n is "dry run" in make, rsync and pfctl; say so where the command has one.
+    const prefixed = longNames.filter((n) => w.length >= 2 && n.startsWith(w));
+    const guess = w === 'n' && longNames.includes('dry-run') ? 'dry-run' : prefixed.length === 1 ? prefixed[0] : didYouMean(w, longNames);
+    const shown = w.length === 1 ? `-${w}` : `--${w}`;
+    return new UsageError(`unknown option ${shown}${words.length > 1 ? ` (and ${words.slice(1).map((x) => (x.length === 1 ? `-${x}` : `--${x}`)).join(', ')})` : ''}${cmd ? ` for lbc ${cmd}` : ''}`, [
+      guess ? `did you mean --${guess}?` : `options: ${listed.map((n) => `--${n}`).join(', ')}`,
     ]);
   }
-  const ir = loadIR(args.spec);
-  const result = compile(ir, def.name, { emit: { specPath: args.spec === '-' || args.spec === '' ? null : args.spec } });
-  report(result.diagnostics);
-  await def.apply(result.files, { ...hostContext({ dryRun: args['dry-run'], log: (l) => err(`lbc: ${l}`) }), fullApply: args.full });
-  return 0;
-}
-
-async function cmdCheck(args: { spec: string; target?: string[] }): Promise<number> {
-  const ir = loadIR(args.spec);
-  const svcCount = ir.services.length;
-  process.stdout.write(`${ir.file}: valid, ${svcCount} service${svcCount === 1 ? '' : 's'}\n`);
-  for (const s of ir.services) process.stdout.write(`  ${describeService(s)}\n`);
-  const wanted = args.target && args.target.length > 0 ? args.target : targetNames();
-  let refused = false;
-  process.stdout.write('targets:\n');
-  for (const name of wanted) {
-    const def = TARGETS.get(name);
-    if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${name}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
-    let ds: Diagnostic[];
-    try {
-      ds = compileForTarget(def, ir, { specPath: args.spec === '-' || args.spec === '' ? null : args.spec }).diagnostics;
-    } catch (e) {
-      if (e instanceof LbcError) ds = e.diagnostics;
-      else throw e;
-    }
-    const errors = ds.filter((d) => d.severity === 'error');
-    const leftOut = ds.filter((d) => d.code === 'LBC3003').length;
-    const verdict =
-      errors.length > 0
-        ? 'refused'
-        : leftOut === ir.services.length
-          ? `nothing to compile: no ${def.families.join('/')} service`
-          : ds.some((d) => d.severity === 'warning')
-            ? 'compiles, with approximations'
-            : 'compiles';
-    if (errors.length > 0) refused = true;
-    process.stdout.write(`  ${name.padEnd(19)} ${verdict}\n`);
-    for (const d of ds) process.stdout.write(`${formatDiagnostic(d).replace(/^/gm, '      ')}\n`);
+  if (/^Not enough non-option arguments/.test(msg)) {
+    if (!cmd) return new UsageError('name a command', [`commands: ${COMMANDS.map(commandName).join(', ')}`, "lbc help COMMAND shows a command's options"]);
+    return new UsageError(`lbc ${cmd} needs SPEC: a spec file, or - for standard input`);
   }
-  return args.target && args.target.length > 0 && refused ? 1 : 0;
+  const missing = /^Missing required arguments?: (.+)$/.exec(msg);
+  if (missing) return new UsageError(`lbc ${cmd ?? ''} needs ${missing[1].split(', ').map((m) => `--${m}`).join(' and ')}`.replace('lbc  ', 'lbc '));
+  const invalid = /Argument: ([\w-]+), Given: ("[^"]*"|\S+), Choices: (.+)$/m.exec(msg);
+  if (invalid) return new UsageError(`--${invalid[1]} must be one of ${invalid[3].replace(/"/g, '')}, not ${invalid[2]}`);
+  return new UsageError(msg.charAt(0).toLowerCase() + msg.slice(1));
 }
 
-async function cmdAgent(args: { spec: string; target: string; 'dry-run': boolean }): Promise<number> {
-  const def = TARGETS.get(args.target);
-  if (!def) throw new LbcError([{ code: 'LBC4002', severity: 'error', message: `unknown target "${args.target}"`, notes: [`targets: ${targetNames().join(', ')}`] }]);
-  const ir = loadIR(args.spec);
-  const { runAgent } = await import('../agent/index.js');
-  return runAgent(ir, def, { log: err, dryRun: args['dry-run'] });
+async function parse(argv: string[]): Promise<Parsed | null> {
+  let parsed: Parsed | null = null;
+  const declared: Declared = { command: null, names: [], arrays: new Set() };
+  const record = (y: Argv, command: CliCommand | null): Argv => {
+    const o = (y as unknown as { getOptions(): { key: Record<string, unknown>; array: string[] } }).getOptions();
+    declared.command = command;
+    declared.names = Object.keys(o.key).filter((k) => k !== '$0');
+    declared.arrays = new Set(o.array);
+    return y;
+  };
+  let y = yargs(argv)
+    .scriptName('lbc')
+    .usage('$0 <command> SPEC [options]\n\nCompile a load-balancer spec to firewall rules.')
+    .option('output-format', { type: 'string', choices: OUTPUT_FORMATS as unknown as string[], default: 'text', global: true, describe: 'how diagnostics are written to stderr: text, json (one document) or github (workflow commands)' });
+  for (const c of COMMANDS) {
+    y = y.command(
+      c.usage,
+      c.describe,
+      (b) => record(c.options(b), c),
+      (a) => {
+        parsed = { command: c, args: a as Record<string, unknown> };
+      },
+    );
+  }
+  await y
+    .demandCommand(1, 'Not enough non-option arguments')
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version('version', 'show the version of lbc', lbcVersion())
+    .exitProcess(false)
+    .wrap(Math.min(120, process.stdout.columns || 100))
+    .fail((msg, e) => {
+      if (e) throw e;
+      if (!declared.command) record(y, null);
+      throw usageError(msg, argv, declared);
+    })
+    .parseAsync();
+  const p = parsed as Parsed | null;
+  if (!p) return null;
+  // A single-valued option given twice is a mistake yargs would quietly turn into a list.
+  for (const [k, v] of Object.entries(p.args)) {
+    if (Array.isArray(v) && k !== '_' && !declared.arrays.has(k) && declared.names.includes(k) && k.length > 1) {
+      throw new UsageError(`--${k} is given ${v.length} times (${v.join(', ')}); give it once`);
+    }
+  }
+  return p;
 }
 
 async function main(argv: string[]): Promise<number> {
-  let code = 0;
-  const run = (fn: () => Promise<number>) => async () => {
-    code = await fn();
-  };
-  const targetOpt = { type: 'string', demandOption: true, describe: `one of: ${targetNames().join(', ')}` } as const;
-  let pending: Promise<void> | undefined;
-  await yargs(argv)
-    .scriptName('lbc')
-    .usage('$0 <command> SPEC [options]\n\nCompile a load-balancer spec to firewall rules.')
-    .command(
-      'compile <spec>',
-      'print (or write with -o) the configuration for one target; SPEC "-" reads standard input',
-      (y) =>
-        y
-          .positional('spec', { type: 'string', demandOption: true })
-          .option('target', { ...targetOpt, alias: 't' })
-          .option('output', { alias: 'o', type: 'string', describe: 'write to FILE atomically (a directory when the target emits several files)' })
-          .option('agent-target', { type: 'string', describe: 'with --target systemd: the target the agent keeps loaded (default nftables)' })
-          .option('lbc-path', { type: 'string', describe: 'with --target systemd: absolute path of lbc in ExecStart (default /usr/local/bin/lbc)' }),
-      (a) => {
-        pending = run(() => cmdCompile(a as never))();
-      },
-    )
-    .command(
-      'apply <spec>',
-      'load the configuration on this host, atomically and idempotently',
-      (y) =>
-        y
-          .positional('spec', { type: 'string', demandOption: true })
-          .option('target', { ...targetOpt, alias: 't' })
-          .option('dry-run', { type: 'boolean', default: false, describe: 'print the commands instead of running them' })
-          .option('full', { type: 'boolean', default: false, describe: 'load the whole ruleset even when lbc knows only part of it changed' }),
-      (a) => {
-        pending = run(() => cmdApply(a as never))();
-      },
-    )
-    .command(
-      'check <spec>',
-      'validate the spec and report, per target, whether it compiles there and why not',
-      (y) => y.positional('spec', { type: 'string', demandOption: true }).option('target', { alias: 't', type: 'string', array: true, describe: 'only these targets' }),
-      (a) => {
-        pending = run(() => cmdCheck(a as never))();
-      },
-    )
-    .command(
-      'agent <spec>',
-      'health-check the backends and keep the live ruleset in step (runs in the foreground until SIGTERM)',
-      (y) => y.positional('spec', { type: 'string', demandOption: true }).option('target', { ...targetOpt, alias: 't' }).option('dry-run', { type: 'boolean', default: false, describe: 'run the checks but print the commands instead of running them' }),
-      (a) => {
-        pending = run(() => cmdAgent(a as never))();
-      },
-    )
-    .command(
-      'matrix',
-      'print the capability matrix (feature × target) as a Markdown table',
-      (y) => y,
-      () => {
-        pending = run(async () => {
-          process.stdout.write(matrixMarkdown([...TARGETS.values()]));
-          return 0;
-        })();
-      },
-    )
-    .demandCommand(1, 'name a command: compile, apply, check, agent or matrix')
-    .strict()
-    .help()
-    .version(false)
-    .fail((msg, e) => {
-      if (e) throw e;
-      err(`lbc: error: ${msg}`);
-      err("run 'lbc --help' for usage");
-      code = 2;
-    })
-    .parseAsync();
-  if (pending) await pending;
-  return code;
+  // "lbc help [COMMAND]" is "lbc [COMMAND] --help".
+  if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
+  let out = new Reporter('text');
+  try {
+    const p = await parse(argv);
+    if (!p) return 0; // --help or --version
+    out = new Reporter((p.args['output-format'] as OutputFormat | undefined) ?? 'text');
+    const code = await p.command.run(p.args, out);
+    out.finish();
+    return code;
+  } catch (e) {
+    if (e instanceof ClosedPipe) return EXIT_PIPE;
+    if (e instanceof UsageError) {
+      out.errLine(`lbc: error: ${e.message}`);
+      for (const n of e.notes) out.errLine(`  note: ${n}`);
+      out.errLine("run 'lbc --help' (or 'lbc help COMMAND') for usage");
+      return 2;
+    }
+    if (e instanceof LbcError) {
+      out.diagnostics(e.diagnostics);
+      out.finish();
+      return e.diagnostics.some((d) => d.code.startsWith('LBC4')) && !e.diagnostics.some((d) => d.location) ? 2 : 1;
+    }
+    out.errLine(`lbc: internal error: ${e instanceof Error ? e.message : String(e)}`);
+    if (process.env.LBC_DEBUG && e instanceof Error && e.stack) out.errLine(e.stack);
+    return 3;
+  }
 }
 
-main(hideBin(process.argv)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof LbcError) {
-      report(e.diagnostics);
-      process.exitCode = e.diagnostics.some((d) => d.code.startsWith('LBC4')) && !e.diagnostics.some((d) => d.location) ? 2 : 1;
-      return;
-    }
-    err(`lbc: internal error: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 3;
-  },
-);
+// A closed stdout surfaces as an 'error' event besides the write callback; the callback decides.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
+main(hideBin(process.argv)).then((code) => {
+  process.exitCode = code;
+});

@@ -7,8 +7,11 @@ import { spawn } from 'node:child_process';
 import { LbcError } from '../diagnostics/diagnostic.js';
 import type { ApplyContext } from '../targets/target.js';
 
-/** Where incremental apply records what it loaded on a real host (tmpfs: a reboot means a full load). */
-export const DEFAULT_STATE_DIR = '/run/lbc';
+/**
+ * Where apply records what it loaded on a real host: a tmpfs (Linux /run, the BSDs' /var/run), so after
+ * a reboot, when the kernel holds nothing of lbc's, there is no record either and the first apply is full.
+ */
+export const DEFAULT_STATE_DIR = process.platform === 'linux' ? '/run/lbc' : '/var/run/lbc';
 export const STATE_DIR_ENV = 'LBC_STATE_DIR';
 /** A ruleset load for 10,000 services takes seconds; anything near this is stuck. */
 const COMMAND_TIMEOUT_MS = 300_000;

@@ -19,7 +19,26 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ApplyContext } from './target.js';
 
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
+
+/** What `lbc status` tells of a load: when, from which spec, which services with which backends. */
+export interface LoadMeta {
+  /** ISO 8601 time of the load. */
+  loadedAt: string;
+  /** The spec's path as given to lbc (null: standard input). */
+  spec: string | null;
+  services: ServiceSummary[];
+}
+
+export interface ServiceSummary {
+  name: string;
+  protocol: string;
+  /** "203.0.113.10", "203.0.113.0/28", or null for any local address. */
+  vip: string | null;
+  port: number;
+  /** The backends the load sent new connections to, as ADDR:PORT ([ADDR]:PORT for IPv6, :PORT for a local port). */
+  backends: string[];
+}
 
 export interface TextState {
   version: number;
@@ -28,6 +47,7 @@ export interface TextState {
   marker: string;
   /** The emitted texts that were loaded (nftables: the ruleset; iptables: rules, then ipset lines). */
   texts: string[];
+  meta?: LoadMeta;
 }
 
 /** Where the state file of a target lives, or null when no state is kept. */
@@ -52,7 +72,7 @@ export function readTextState(file: string | null, target: string): TextState | 
     const raw = readFileSync(file);
     const nl = raw.indexOf(10);
     if (nl < 0) return null;
-    const head = JSON.parse(raw.toString('utf8', 0, nl)) as { version?: unknown; target?: unknown; marker?: unknown; lengths?: unknown; ascii?: unknown };
+    const head = JSON.parse(raw.toString('utf8', 0, nl)) as { version?: unknown; target?: unknown; marker?: unknown; lengths?: unknown; ascii?: unknown; meta?: LoadMeta };
     const lengths = head.lengths;
     if (head.version !== STATE_VERSION || head.target !== target || typeof head.marker !== 'string' || !/^[0-9a-f]{64}$/.test(head.marker)) return null;
     if (!Array.isArray(lengths) || !lengths.every((n) => Number.isSafeInteger(n) && n >= 0)) return null;
@@ -61,7 +81,7 @@ export function readTextState(file: string | null, target: string): TextState | 
     const texts: string[] = [];
     let at = 0;
     for (const n of lengths as number[]) texts.push(body.slice(at, (at += n)));
-    return { version: STATE_VERSION, target, marker: head.marker, texts };
+    return { version: STATE_VERSION, target, marker: head.marker, texts, ...(head.meta ? { meta: head.meta } : {}) };
   } catch {
     return null;
   }
@@ -97,7 +117,7 @@ export interface StagedState {
 export function stageTextState(file: string | null, state: TextState, log: (line: string) => void): StagedState {
   if (!file) return { commit: async () => {}, discard: async () => {} };
   const ascii = state.texts.every((t) => Buffer.byteLength(t) === t.length);
-  const head = { version: state.version, target: state.target, marker: state.marker, lengths: state.texts.map((t) => t.length), ascii };
+  const head = { version: state.version, target: state.target, marker: state.marker, lengths: state.texts.map((t) => t.length), ascii, ...(state.meta ? { meta: state.meta } : {}) };
   const tmp = `${file}.${process.pid}.tmp`;
   const failed = async (e: unknown) => {
     log(`could not record what was loaded in ${file} (${(e as Error).message}); the next apply will be a full one`);

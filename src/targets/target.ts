@@ -8,6 +8,8 @@
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
 import type { Backend, Family, IR, Service } from '../ir/types.js';
 import { FEATURES, featuresOf, type Feature } from './features.js';
+import type { LoadMeta } from './applied-state.js';
+import type { PlanReport, TargetStatus } from './lifecycle.js';
 
 export interface OutputFile {
   /** Suggested file name when writing a directory (e.g. "iptables.rules"). */
@@ -55,6 +57,12 @@ export interface TargetDefinition {
    * targets); a target that can change its pools in place (pf tables, single ipnat rules) supplies its own.
    */
   agentDriver?: AgentDriver;
+  /** `lbc remove`: take out everything lbc loaded for this target (and its record), nothing else. */
+  remove?(ctx: ApplyContext): Promise<void>;
+  /** `lbc status`: what lbc loaded last (its record) and whether the kernel still holds it. */
+  status?(ctx: ApplyContext): Promise<TargetStatus>;
+  /** `lbc plan`: what apply() of these files would change on this host, without changing it. */
+  plan?(files: OutputFile[], ctx: ApplyContext): Promise<PlanReport>;
 }
 
 /** One load the agent asks of an AgentDriver. */
@@ -93,6 +101,8 @@ export interface ApplyContext {
   stateDir?: string | null;
   /** Load everything even when a record allows an incremental load. */
   fullApply?: boolean;
+  /** What the record of this load says of it (lbc status): the spec and the services loaded. */
+  meta?: LoadMeta;
 }
 
 export interface TargetResult {

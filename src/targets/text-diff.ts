@@ -28,8 +28,9 @@ export function differingLines(before: string, after: string): { head: number; t
   // Back to the start of the line the first difference is on (everything before head is common).
   if (head > 0 && before[head - 1] !== '\n') head = before.lastIndexOf('\n', head - 1) + 1;
   let tail = Math.min(commonLength(before, after, true), before.length - head, after.length - head);
-  // The common tail must begin a line in both texts.
-  const startsLine = (s: string) => tail === 0 || s[s.length - tail - 1] === '\n';
+  // The common tail must begin a line in both texts; the start of a text begins one (so equal texts,
+  // with or without a final newline, are all head and tail).
+  const startsLine = (s: string) => tail === 0 || tail === s.length || s[s.length - tail - 1] === '\n';
   while (tail > 0 && !(startsLine(before) && startsLine(after))) tail--;
   return { head, tail };
 }

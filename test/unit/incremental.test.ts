@@ -52,7 +52,17 @@ const statements = (script: string) =>
     .map((l) => l.replace(/^((?:add|delete|flush) (?:chain|rule|set|map|element)) inet lbc (\S+).*$/, '$1 $2'));
 
 describe('the differing lines of two texts', () => {
+  it('leave nothing between the equal start and end of equal texts', () => {
+    for (const t of ['', 'abc', 'abc\n', 'a\nb', 'a\nb\n', '\n\n']) {
+      const { head, tail } = differingLines(t, t);
+      expect(head + tail, JSON.stringify(t)).toBe(t.length);
+    }
+  });
+
   it('are whole lines, with equal text before and after them, for any pair of texts', () => {
+    // A fresh seed each run, printed so that a failure can be replayed with LBC_PROPERTY_SEED.
+    const seed = Number(process.env.LBC_PROPERTY_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    console.log(`differingLines property: seed ${seed} (LBC_PROPERTY_SEED=${seed} replays it)`);
     const line = fc.constantFrom('a', 'b', 'ab', '', 'x'.repeat(5000), 'a\u00e9');
     const text = fc.tuple(fc.array(line, { maxLength: 30 }), fc.boolean()).map(([ls, nl]) => ls.join('\n') + (nl ? '\n' : ''));
     fc.assert(
@@ -63,12 +73,12 @@ describe('the differing lines of two texts', () => {
         expect(head + tail).toBeLessThanOrEqual(Math.min(a.length, b.length));
         for (const s of [a, b]) {
           expect(head === 0 || s[head - 1] === '\n').toBe(true);
-          expect(tail === 0 || s[s.length - tail - 1] === '\n').toBe(true);
+          expect(tail === 0 || tail === s.length || s[s.length - tail - 1] === '\n').toBe(true);
         }
         // Equal texts: nothing is left between the equal start and end.
         if (a === b) expect(head + tail).toBe(a.length);
       }),
-      { numRuns: 1000 },
+      { numRuns: 1000, seed },
     );
   });
 });

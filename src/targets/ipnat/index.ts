@@ -9,6 +9,7 @@ import type { TargetDefinition } from '../target.js';
 import { capabilities } from './capabilities.js';
 import { emitIpnat } from './emit.js';
 import { ipnatAgentDriver, ipnatApply } from '../../agent-bsd/ipnat.js';
+import { bsdPlan, ipnatRemove, ipnatStatus } from '../../agent-bsd/lifecycle.js';
 
 export const ipnatTarget: TargetDefinition = {
   name: 'ipnat',
@@ -18,4 +19,7 @@ export const ipnatTarget: TargetDefinition = {
   emit: (ir) => emitIpnat(ir),
   apply: ipnatApply,
   agentDriver: ipnatAgentDriver,
+  remove: ipnatRemove,
+  status: ipnatStatus,
+  plan: (files, ctx) => bsdPlan('ipnat', files, ctx),
 };

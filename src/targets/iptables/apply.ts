@@ -127,7 +127,7 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
   const jumps = entryChains(rules.content);
   const plan = changes ? iptPlan(changes.old, changes.next, state!.marker, ENTRY_POINTS.filter(([t, , c]) => jumps.get(t)?.has(c))) : null;
   if (state && !plan) ctx.log(`${flavor.target}: this change needs the whole ruleset loaded`);
-  const record = (marker: string) => ({ version: STATE_VERSION, target: flavor.target, marker, texts });
+  const record = (marker: string) => ({ version: STATE_VERSION, target: flavor.target, marker, texts, meta: ctx.meta });
 
   if (plan?.empty) {
     // Nothing to load: only check that the kernel still holds what lbc loaded (one chain, cheap).

@@ -7,6 +7,7 @@ import type { Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
 import { applyIptables } from './apply.js';
+import { iptablesStatus, planIptables, removeIptables } from './lifecycle.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
 import { MAX_SLOTS, slotCount } from './slots.js';
 
@@ -36,6 +37,9 @@ function define(flavor: Flavor, title: string): TargetDefinition {
     capabilities,
     emit: (ir) => emitIptables(flavor, ir),
     apply: (files, ctx) => applyIptables(flavor, files, ctx),
+    remove: (ctx) => removeIptables(flavor, ctx),
+    status: (ctx) => iptablesStatus(flavor, ctx),
+    plan: (files, ctx) => planIptables(flavor, files, ctx),
   };
 }
 

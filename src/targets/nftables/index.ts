@@ -8,6 +8,7 @@ import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from
 import { emitNftables, RULES_FILE } from './emit.js';
 import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
 import { addMarker, inLayout, planFromState, type NftPlan } from './incremental.js';
+import { nftablesStatus, planNftables, removeNftables } from './lifecycle.js';
 
 const capabilities: CapabilityTable = {
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
@@ -43,7 +44,7 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
         : `nftables: loading only what changed: ${plan.chains.length} chain(s), ${plan.elements.length} map element(s), ${plan.sets.length} set(s), ${plan.maps.length} map(s)`,
     );
     // The next state is written while the kernel loads, and put in place only if the load succeeds.
-    const staged = stageTextState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, texts: [text] }, ctx.log);
+    const staged = stageTextState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, texts: [text], meta: ctx.meta }, ctx.log);
     try {
       await ctx.run(['nft', '-f', '-'], plan.script);
       await staged.commit();
@@ -60,7 +61,7 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   // Without a state file there is nothing to compare with later: load exactly the file, as always.
   // Otherwise the marker goes in the same batch as the table, so it names exactly what this load put there.
   const marker = stateFile && inLayout(text) ? fullMarker([text]) : null;
-  const staged = stageTextState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', texts: [text] }, ctx.log);
+  const staged = stageTextState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', texts: [text], meta: ctx.meta }, ctx.log);
   try {
     await ctx.run(['nft', '-f', '-'], marker ? `${text}${addMarker(marker)}\n` : text);
   } catch (e) {
@@ -85,4 +86,7 @@ export const nftablesTarget: TargetDefinition = {
   capabilities,
   emit: (ir) => emitNftables(ir),
   apply: applyNftables,
+  remove: removeNftables,
+  status: nftablesStatus,
+  plan: planNftables,
 };

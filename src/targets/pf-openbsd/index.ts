@@ -22,6 +22,7 @@ import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
+import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, isUniform, keepState, matchText, percent,
@@ -153,6 +154,9 @@ export const pfOpenbsdTarget: TargetDefinition = {
   capabilities: pfOpenbsdCapabilities,
   emit,
   // Into lbc's own anchor; the main pf.conf needs anchor "lbc" (agent-bsd/pf.ts).
-  apply: pfAnchorApply('lbc.pf-openbsd.conf'),
+  apply: pfAnchorApply('lbc.pf-openbsd.conf', 'pf-openbsd'),
+  remove: (ctx) => pfRemove('pf-openbsd', ctx),
+  status: (ctx) => pfStatus('pf-openbsd', ctx),
+  plan: (files, ctx) => bsdPlan('pf-openbsd', files, ctx),
   agentDriver: pfAgentDriver('lbc.pf-openbsd.conf'),
 };

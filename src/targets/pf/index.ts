@@ -11,6 +11,7 @@ import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
+import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
@@ -148,6 +149,9 @@ export const pfTarget: TargetDefinition = {
   capabilities: pfCapabilities,
   emit,
   // Into lbc's own anchor; the main pf.conf needs rdr-anchor "lbc" and anchor "lbc" (agent-bsd/pf.ts).
-  apply: pfAnchorApply('lbc.pf.conf'),
+  apply: pfAnchorApply('lbc.pf.conf', 'pf'),
+  remove: (ctx) => pfRemove('pf', ctx),
+  status: (ctx) => pfStatus('pf', ctx),
+  plan: (files, ctx) => bsdPlan('pf', files, ctx),
   agentDriver: pfAgentDriver('lbc.pf.conf'),
 };
