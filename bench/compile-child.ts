@@ -7,11 +7,11 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { compile, parseSpec, LbcError, formatDiagnostic } from '../src/index.js';
+import { compile, parseSpec, LbcError, formatDiagnostic, type TargetName } from '../src/index.js';
 
 interface Job {
   spec: string;
-  targets: string[];
+  targets: TargetName[];
   outDir?: string;
 }
 

@@ -204,22 +204,46 @@ const SPECIAL: Record<Family, ReadonlyArray<{ use: SpecialUse; net: string; len:
   ],
 };
 
+/** An address (canonical, as in an IR) as 16-bit groups: two for IPv4, eight for IPv6. */
+function groupsOf(address: string, family: Family): number[] {
+  if (family === 'ipv6') return v6Groups(address)!;
+  const n = v4ToInt(address);
+  return [Math.floor(n / 65536), n % 65536];
+}
+
+/** Whether the first `bits` bits of two addresses (as groups) are equal. */
+function samePrefix(a: readonly number[], b: readonly number[], bits: number): boolean {
+  for (let i = 0; bits > 0; i++, bits -= 16) {
+    if (bits >= 16) {
+      if (a[i] !== b[i]) return false;
+    } else if (a[i] >> (16 - bits) !== b[i] >> (16 - bits)) return false;
+  }
+  return true;
+}
+
+const SPECIAL_GROUPS = {
+  ipv4: SPECIAL.ipv4.map((sp) => ({ ...sp, groups: groupsOf(sp.net, 'ipv4') })),
+  ipv6: SPECIAL.ipv6.map((sp) => ({ ...sp, groups: groupsOf(sp.net, 'ipv6') })),
+};
+
 /**
  * The special block a prefix lies in (`within`), or else the first one it contains (a vip block wider
  * than the special block, such as 128.0.0.0/1), or null for ordinary unicast addresses. `single`:
  * the special "block" is one address (::1, 255.255.255.255).
  */
 export function specialUse(p: Prefix, family: Family): { use: SpecialUse; text: string; within: boolean; single: boolean } | null {
-  const bits = bitsOf(p.address, family);
-  for (const s of SPECIAL[family]) {
-    const sbits = bitsOf(s.net, family);
-    const n = Math.min(s.len, p.prefixLength);
-    if (bits.slice(0, n) !== sbits.slice(0, n)) continue;
+  const groups = groupsOf(p.address, family);
+  for (const s of SPECIAL_GROUPS[family]) {
+    if (!samePrefix(groups, s.groups, Math.min(s.len, p.prefixLength))) continue;
     const within = p.prefixLength >= s.len;
     // 0.0.0.0 alone is the unspecified address, the rest of 0.0.0.0/8 "this network".
-    const use = s.use === 'this-network' && within && p.isHost && p.address === '0.0.0.0' ? 'unspecified' : s.use;
-    const unspecified4 = use === 'unspecified' && family === 'ipv4';
-    return { use, text: unspecified4 ? 'the unspecified address 0.0.0.0' : s.text, within, single: unspecified4 || s.len === (family === 'ipv4' ? 32 : 128) };
+    const unspecified4 = s.use === 'this-network' && within && p.isHost && p.address === '0.0.0.0';
+    return {
+      use: unspecified4 ? 'unspecified' : s.use,
+      text: unspecified4 ? 'the unspecified address 0.0.0.0' : s.text,
+      within,
+      single: unspecified4 || s.len === (family === 'ipv4' ? 32 : 128),
+    };
   }
   return null;
 }

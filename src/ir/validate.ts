@@ -97,6 +97,11 @@ export class SpecValidator {
 
 const LIMITS_NOTE = 'see "Limits" in the README';
 
+/** " (first at line 3)", or nothing for a value without a position (an IR built without a spec). */
+function lineRef(words: string, loc: SourceLocation | undefined): string {
+  return loc && loc.line > 0 ? ` (${words} line ${loc.line})` : '';
+}
+
 /** Validates a whole syntax tree (one the parser did not stream services out of). */
 export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
   const v = new SpecValidator(file);
@@ -132,7 +137,7 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
       family = f;
       familyLoc = loc;
     } else if (family !== f) {
-      bag.error('LBC2013', `${label} mixes address families: this address is ${f === 'ipv4' ? 'IPv4' : 'IPv6'} but the service is ${family === 'ipv4' ? 'IPv4' : 'IPv6'}${familyLoc ? ` (from line ${familyLoc.line})` : ''}`, loc, [
+      bag.error('LBC2013', `${label} mixes address families: this address is ${f === 'ipv4' ? 'IPv4' : 'IPv6'} but the service is ${family === 'ipv4' ? 'IPv4' : 'IPv6'}${lineRef('from', familyLoc)}`, loc, [
         'write one service per address family',
       ]);
     }
@@ -190,13 +195,13 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   else if (beNode.kind !== 'seq' || beNode.items.length < BACKENDS_FIELD.minItems) bag.error('LBC2020', `"backends" must be a non-empty list, not ${describeNode(beNode)}`, beNode.loc);
   else if (beNode.items.length > BACKENDS_FIELD.maxItems!) bag.error('LBC2020', `a service may have at most ${BACKENDS_FIELD.maxItems} backends`, beNode.loc);
   else {
-    const seen = new Map<string, SourceLocation>();
+    const seen = new Map<string, SourceLocation | undefined>();
     beNode.items.forEach((item, index) => {
       const be = readBackend(item, index, port?.value ?? null, health, bag, settleFamily);
       if (!be) return;
       const key = `${be.address ?? 'local'}|${be.port}`;
       const prev = seen.get(key);
-      if (prev) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} port ${be.port} is listed twice (first at line ${prev.line})`, be.loc, ['give the backend a weight instead of listing it twice']);
+      if (seen.has(key)) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} port ${be.port} is listed twice${lineRef('first at', prev)}`, be.loc, ['give the backend a weight instead of listing it twice']);
       else seen.set(key, be.loc);
       if (vip?.isHost && be.address === vip.address && be.port === port?.value) {
         bag.error('LBC2034', `backend ${be.address} port ${be.port} is the service's own vip and port: connections would be sent where they are already going`, be.loc, [
@@ -447,7 +452,7 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
   const names = new Map<string, Service>();
   for (const s of services) {
     const prev = names.get(s.name);
-    if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice (first at line ${prev.loc.name.line})`, s.loc.name);
+    if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice${lineRef('first at', prev.loc.name)}`, s.loc.name);
     else names.set(s.name, s);
   }
   // Bucket by what every target dispatches on, so the check stays linear for 100,000 services.

@@ -33,7 +33,7 @@ export type Feature = keyof typeof FEATURES;
 
 export interface FeatureUse {
   feature: Feature;
-  location: SourceLocation;
+  location: SourceLocation | undefined;
 }
 
 export function featuresOf(svc: Service): FeatureUse[] {

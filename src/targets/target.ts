@@ -7,6 +7,7 @@
  */
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
 import type { Backend, Family, IR, Service } from '../ir/types.js';
+import type { TargetName } from './registry.js';
 import { FEATURES, featuresOf, type Feature } from './features.js';
 import type { LoadMeta } from './applied-state.js';
 import type { PlanReport, TargetStatus } from './lifecycle.js';
@@ -35,7 +36,8 @@ export interface EmitOptions {
 }
 
 export interface TargetDefinition {
-  name: string;
+  /** The name on the command line; one of TARGET_NAMES (registry.ts). */
+  name: TargetName;
   /** One line for `lbc check` and --help. */
   title: string;
   /** Services of other families are left out with a note. */
