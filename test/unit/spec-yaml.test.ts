@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import YAML, { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YNode } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { genServices, genSpecText } from '../../bench/lib/gen.js';
+import { genSpecText } from '../../bench/lib/gen.js';
 import { checkSpec, formatDiagnostic } from '../../src/index.js';
 import { DiagnosticBag } from '../../src/diagnostics/diagnostic.js';
 import type { SNode } from '../../src/spec/ast.js';
@@ -95,16 +95,6 @@ const fixtureSpecs = readdirSync('fixtures')
   .map((d) => `fixtures/${d}/spec.yaml`)
   .filter((p) => existsSync(p));
 
-/** The README's style: backends as flow mappings, one per line. */
-export function flowStyleSpec(n: number): string {
-  const lines = ['version: 1', 'services:'];
-  for (const s of genServices(n, 'linux4')) {
-    lines.push(`  - name: ${s.name}`, `    vip: ${s.vip}`, `    port: ${s.port}`, '    backends:');
-    for (const b of s.backends) lines.push(`      - { address: ${b.address}, port: ${b.port}, weight: 2 }`);
-  }
-  return lines.join('\n') + '\n';
-}
-
 describe('YAML specs: real specs', () => {
   it('reads every fixture as the yaml package does', () => {
     expect(fixtureSpecs.length).toBeGreaterThan(0);
@@ -112,9 +102,10 @@ describe('YAML specs: real specs', () => {
   });
 
   it('reads the benchmark specs in every style as the yaml package does', () => {
-    for (const style of ['linux4', 'linux6', 'bsd'] as const) expect(agrees(genSpecText(50, style)), style).toBe(true);
-    expect(agrees(flowStyleSpec(50))).toBe(true);
-    expect(agrees(YAML.stringify(YAML.parse(flowStyleSpec(20))))).toBe(true);
+    for (const style of ['linux4', 'linux6', 'bsd'] as const) {
+      for (const layout of ['block', 'flow'] as const) expect(agrees(genSpecText(50, style, undefined, layout)), `${style} ${layout}`).toBe(true);
+    }
+    expect(agrees(YAML.stringify(YAML.parse(genSpecText(20, 'linux4', undefined, 'flow'))))).toBe(true);
   });
 
   it('reads the forms specs use, with their positions', () => {
