@@ -105,7 +105,7 @@ export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNod
         if (text[i] !== ':') fail('expected ":" after a key');
         i++;
         ws();
-        entries.push({ key, keyLoc, value: depth === 0 && sink && key === 'services' && text[i] === '[' ? streamed(sink) : value(depth + 1) });
+        entries.push({ key, keyLoc, value: depth === 0 && sink && key === 'services' && text[i] === '[' ? list(depth + 1, sink) : value(depth + 1) });
         ws();
         if (text[i] === ',') {
           i++;
@@ -118,28 +118,7 @@ export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNod
         fail('expected "," or "}"');
       }
     }
-    if (c === '[') {
-      i++;
-      const items: SNode[] = [];
-      ws();
-      if (text[i] === ']') {
-        i++;
-        return { kind: 'seq', items, loc };
-      }
-      for (;;) {
-        items.push(value(depth + 1));
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return { kind: 'seq', items, loc };
-        }
-        fail('expected "," or "]"');
-      }
-    }
+    if (c === '[') return list(depth, null);
     if (c === '"') return { kind: 'scalar', value: str(), quoted: true, loc };
     const m = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 40));
     if (!m) fail('expected a value');
@@ -147,20 +126,27 @@ export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNod
     const w = m![0];
     return { kind: 'scalar', value: w === 'true' ? true : w === 'false' ? false : w === 'null' ? null : Number(w), quoted: false, loc };
   };
-  /** The "services" array: each item goes to the sink and is not kept (nor counted against MAX_NODES). */
-  const streamed = (give: ItemSink): SNode => {
+  /**
+   * An array; with `give` (the top-level "services"), each item goes to it as soon as it is read and is
+   * neither kept nor counted against MAX_NODES.
+   */
+  const list = (depth: number, give: ItemSink | null): SNode => {
     const loc = at(i);
     i++;
+    const items: SNode[] = [];
+    const done = (): SNode => (give ? { kind: 'seq', items, loc, streamed: true } : { kind: 'seq', items, loc });
     ws();
     if (text[i] === ']') {
       i++;
-      return { kind: 'seq', items: [], loc, streamed: true };
+      return done();
     }
     for (;;) {
-      const before = nodes;
-      const item = value(2);
-      nodes = before;
-      give(item);
+      if (give) {
+        const before = nodes;
+        const item = value(depth + 1);
+        nodes = before;
+        give(item);
+      } else items.push(value(depth + 1));
       ws();
       if (text[i] === ',') {
         i++;
@@ -168,7 +154,7 @@ export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNod
       }
       if (text[i] === ']') {
         i++;
-        return { kind: 'seq', items: [], loc, streamed: true };
+        return done();
       }
       fail('expected "," or "]"');
     }

@@ -18,7 +18,9 @@ import {
   SCALAR_STYLE,
   YAMLException,
   type Event,
+  type MappingEvent,
   type ScalarEvent,
+  type SequenceEvent,
   type ScalarTagDefinition,
 } from 'js-yaml';
 import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
@@ -131,18 +133,12 @@ class TreeBuilder {
           if (++this.documents > 1) this.secondDocument();
           break;
         case EVENT_ID.MAPPING: {
-          this.count(1, ev.start);
-          const loc = this.pos.at(ev.start);
-          this.lastEnd = ev.style === COLLECTION_STYLE.FLOW ? ev.start + 1 : ev.start;
-          this.collectionTag(ev, 'map', loc);
+          const loc = this.opened(ev, 'map');
           this.stack.push({ kind: 'map', node: { kind: 'map', entries: [], loc }, anchor: this.anchorOf(ev), key: null, seen: null, merges: null, size: 1 });
           break;
         }
         case EVENT_ID.SEQUENCE: {
-          this.count(1, ev.start);
-          const loc = this.pos.at(ev.start);
-          this.lastEnd = ev.style === COLLECTION_STYLE.FLOW ? ev.start + 1 : ev.start;
-          this.collectionTag(ev, 'seq', loc);
+          const loc = this.opened(ev, 'seq');
           const top = this.stack[0];
           const stream = this.sink !== null && this.stack.length === 1 && top.kind === 'map' && top.key?.text === 'services' && !top.key.merge;
           const node: SSeq = stream ? { kind: 'seq', items: [], loc, streamed: true } : { kind: 'seq', items: [], loc };
@@ -213,9 +209,14 @@ class TreeBuilder {
     throw new Stop('LBC1006', `unsupported YAML tag ${tag.startsWith(YAML_TAG) ? `!!${tag.slice(YAML_TAG.length)}` : tag}; a spec holds plain numbers, strings, booleans, lists and mappings`, loc);
   }
 
-  private collectionTag(ev: { tagStart: number; tagEnd: number }, kind: 'map' | 'seq', loc: SourceLocation): void {
+  /** A mapping or sequence starts: counted, placed, its tag checked (only !!map / !!seq, or none). */
+  private opened(ev: MappingEvent | SequenceEvent, kind: 'map' | 'seq'): SourceLocation {
+    this.count(1, ev.start);
+    const loc = this.pos.at(ev.start);
+    this.lastEnd = ev.style === COLLECTION_STYLE.FLOW ? ev.start + 1 : ev.start;
     const tag = this.tagName(ev);
     if (tag !== null && tag !== '!' && EXPLICIT[tag] !== kind) this.unsupportedTag(tag, loc);
+    return loc;
   }
 
   private scalar(ev: ScalarEvent): SScalar {

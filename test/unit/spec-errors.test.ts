@@ -128,3 +128,28 @@ services:
     expect(errors('')).toEqual(['s.yaml:1:1: error: the spec is empty; it needs at least `version: 1` and `services:` [LBC1004]']);
   });
 });
+
+describe('services are validated as they are read, not kept in the tree', () => {
+  it('hands each item of the top-level services list to the sink, in YAML and JSON', async () => {
+    const { parseSpecText } = await import('../../src/spec/parse.js');
+    const { DiagnosticBag } = await import('../../src/diagnostics/diagnostic.js');
+    const json = '{"version": 1, "services": [{"name": "a", "port": 1, "backends": [":2"]}, {"name": "b", "port": 3, "backends": [":4"]}]}';
+    for (const [text, file] of [[WEB + '  - name: api\n    port: 81\n    backends: ["10.0.0.2"]\n', 's.yaml'], [json, 's.json']]) {
+      const seen: string[] = [];
+      const { root } = parseSpecText(text, file, new DiagnosticBag(), (item) => seen.push(item.kind === 'map' ? String((item.entries[0].value as { value: unknown }).value) : '?'));
+      expect(seen).toHaveLength(2);
+      const services = root!.kind === 'map' ? root!.entries.find((e) => e.key === 'services')!.value : null;
+      expect(services).toMatchObject({ kind: 'seq', items: [], streamed: true });
+      // Without a sink the tree is whole.
+      const whole = parseSpecText(text, file, new DiagnosticBag()).root!;
+      expect(whole.kind === 'map' && whole.entries.find((e) => e.key === 'services')!.value).toMatchObject({ kind: 'seq', items: [{ kind: 'map' }, { kind: 'map' }] });
+    }
+  });
+
+  it('stops at the service limit with one error', async () => {
+    const { limits } = await import('../../src/index.js');
+    const items = Array.from({ length: limits.MAX_SERVICES + 1 }, (_, i) => `{"name": "s${i}", "port": ${(i % 60000) + 1}, "vip": "10.${i >> 16}.${(i >> 8) & 255}.${i & 255}", "backends": [":1"]}`);
+    const out = errors(`{"version": 1, "services": [\n${items.join(',\n')}\n]}`, 'big.json');
+    expect(out).toEqual([`big.json:50002:1: error: a spec may have at most 50,000 services; this is service 50,001 [LBC2008]\n  note: see "Limits" in the README`]);
+  });
+});
