@@ -2,7 +2,7 @@
  * lbc benchmark: compile cost, load cost, per-connection cost and the cost of a one-backend change,
  * for N services × 8 backends (default 10,000), against reference layouts generated here.
  *
- *   npm run bench                      full run (about 7–11 minutes on 2 cores)
+ *   npm run bench                      full run (about 13 minutes on 2 cores)
  *   npm run bench -- --quick           1,000 services, fewer connections: a smoke run
  *   npm run bench -- --services 2000 --scale 5 --connections 3000 --runs 3 --no-kernel --keep
  *
