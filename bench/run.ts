@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { limits, TARGETS, targetNames } from '../src/index.js';
 import type { ApplyContext, OutputFile } from '../src/index.js';
-import { genServices, genSpec, serviceName, vip4, changedBackend, backend4, SERVICE_PORT, BACKEND_PORT, type SpecFormat, type SpecStyle } from './lib/gen.js';
+import { genServices, genSpec, genWeightedSpecJson, serviceName, vip4, changedBackend, backend4, SERVICE_PORT, BACKEND_PORT, type SpecFormat, type SpecStyle } from './lib/gen.js';
 import { cleanupAllSync, createTopology, inNs, type Topology } from './lib/netns.js';
 import { buildNative, runClient, startServer, type NativeTools } from './lib/native.js';
 import { iptablesPartial, nftPartial } from './lib/partial.js';
@@ -657,6 +657,7 @@ async function kernelPhase(targets: string[]): Promise<void> {
       notices.push(`lbc ip6tables load FAILED: ${(e as Error).message.split('\n')[0]}`);
     }
   }
+  if (compiled.get('iptables')?.yaml !== undefined) await weightedLayout(tools);
   // The reference as kube-proxy loads it: kube-proxy's iptables proxier hands its whole ruleset to
   // RestoreAll(data, NoFlushTables, RestoreCounters), which runs `iptables-restore --noflush --counters`
   // (kubernetes pkg/util/iptables/iptables.go, restoreInternal; pkg/proxy/iptables/proxier.go, syncProxyRules).
@@ -712,6 +713,9 @@ async function kernelPhase(targets: string[]): Promise<void> {
   const ip6 = A('lbc-ip6tables');
   if (ip6) addRow({ section: S, measure: 'lbc ip6tables (ip6tables-restore), absolute', value: loadValue(ip6), ratio: ipt ? `${fmtRatio(ip6.loaderMs / ipt.loaderMs)} of iptables` : '', goal: '', verdict: '' });
 
+  const w = A('lbc-iptables-weighted');
+  if (w && ipt) addRow({ section: S, measure: 'lbc iptables, weighted nth / mode random (same services)', value: `${loadValue(w, weightedLines)} / ${fmtMs(ipt.loaderMs)}`, ratio: fmtRatio(w.loaderMs / ipt.loaderMs), goal: '', verdict: '' });
+
   // Data path rows.
   const D = `data path (new TCP connections/s, median of ${RUNS} × ${human(CONNS)}, service 1 vs service ${human(N)})`;
   const base = rates.get('one');
@@ -719,6 +723,7 @@ async function kernelPhase(targets: string[]): Promise<void> {
   for (const [key, label] of [
     ['lbc-iptables', 'lbc iptables'],
     ['lbc-nftables', 'lbc nftables'],
+    ['lbc-iptables-weighted', 'lbc iptables, weighted nth'],
     ['kube', 'kube-proxy-style iptables'],
     ['cheapest', 'cheapest nft (one map)'],
   ] as const) {
@@ -735,6 +740,35 @@ async function kernelPhase(targets: string[]): Promise<void> {
       goal: key.startsWith('lbc') ? '≥ 0.9×' : '(reference)',
       verdict: key.startsWith('lbc') ? verdict(ratio >= 0.9 && fails <= 0.001 * (r.first.ok + r.last.ok + fails)) : '',
     });
+  }
+}
+
+let weightedLines: string | undefined;
+
+/**
+ * The linux4 services in mode nth with weights of their own (lib/gen.ts genWeightedSpecJson): the
+ * composed rotation of every service (a weight sum of about 4,000) in its leaf of the dispatch tree.
+ * Compiled from JSON for iptables (a compile row), then loaded and measured like the other layouts.
+ */
+async function weightedLayout(tools: NativeTools): Promise<void> {
+  const file = join(TMP, `spec-weighted-${N}.json`);
+  if (!existsSync(file)) writeFileSync(file, genWeightedSpecJson(N));
+  log(`compile: iptables, weighted nth (JSON, ${human(N)} services)`);
+  const out = join(TMP, 'out-weighted');
+  const r = await compileChild(file, ['iptables'], out, 600_000);
+  const measure = `iptables ×${human(N)} (weighted nth, weights of their own, JSON): parse + emit, peak RSS`;
+  const why = failure(r, 'iptables');
+  if (why || typeof r === 'string') {
+    addRow({ section: 'compile', measure, value: `not compiled: ${why}`, ratio: '', goal: '', verdict: 'n/a' });
+    return;
+  }
+  const e = r.targets.iptables;
+  weightedLines = `${human(e.lines)} lines`;
+  addRow({ section: 'compile', measure, value: `${fmtMs(r.parseMs)} + ${fmtMs(e.emitMs)} = ${fmtMs(r.parseMs + e.emitMs)}; ${fmtMb(r.maxRssKb)}; ${(e.bytes / 1e6).toFixed(1)} MB, ${weightedLines}`, ratio: '', goal: '(no goal: one rotation plan per service)', verdict: '' });
+  try {
+    await withLayout(tools, { key: 'lbc-iptables-weighted', label: 'lbc iptables, weighted nth', load: (ns) => lbcApply('iptables', readFiles(join(out, 'iptables')), ns) }, true);
+  } catch (err) {
+    notices.push(`lbc iptables, weighted nth: FAILED: ${(err as Error).message.split('\n')[0]}`);
   }
 }
 

@@ -120,3 +120,17 @@ export function changedBackend(style: SpecStyle, service: number): string {
   if (style === 'linux6') return `fd00:65::${(service & 0xffff).toString(16)}`;
   return intToIpv4(ipv4ToInt('10.79.0.0') + (service % 65000) + 1);
 }
+
+/**
+ * The linux4 services in mode nth with unequal weights, as JSON: each service's 8 weights drawn from
+ * 1–1000 by a fixed generator, so nearly every service has weights of its own (the costly case for
+ * the composed rotation, src/targets/iptables/rotation.ts: its plans are cached by weights).
+ */
+export function genWeightedSpecJson(n: number): string {
+  let seed = 20240601;
+  const next = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 1000 + 1;
+  const lines = genServices(n, 'linux4').map((s) =>
+    JSON.stringify({ name: s.name, vip: s.vip, port: s.port, mode: 'nth', backends: s.backends.map((x) => ({ address: x.address, port: x.port, weight: next() })) }),
+  );
+  return `{"version": 1, "services": [\n${lines.join(',\n')}\n]}\n`;
+}

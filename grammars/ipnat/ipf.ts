@@ -6,6 +6,7 @@
  *   ipfrule: family tos ttl proto ip                 (family: [family] inet | inet6)
  *   ip:      srcdst flags icmp                       (srcdst: all | from X to Y | to Y | from X)
  *   ruletail: with keep head group                   (keep: keep state [(...)] | keep frags)
+ *   intag:    settagin matchtagin                    (matchtagin: match-tag(nat=NAME), inbound rules)
  *
  * Checks done in ipf_y.y actions are done here too: "flags with non-TCP rule",
  * "port use incorrect" (ports need tcp, udp or no protocol), and the address
@@ -41,6 +42,8 @@ const Flags = keyword('Flags', 'flags');
 const Keep = keyword('Keep', 'keep');
 const State = keyword('State', 'state');
 const Frags = keyword('Frags', 'frags');
+const MatchTag = keyword('MatchTag', 'match-tag');
+const Nat = keyword('Nat', 'nat');
 const Eq = keyword('Eq', 'eq');
 const Ne = keyword('Ne', 'ne');
 const Lt = keyword('Lt', 'lt');
@@ -62,7 +65,7 @@ const RParen = createToken({ name: 'RParen', pattern: /\)/ });
 const allTokens: TokenType[] = [
   LineContinuation, WhiteSpace, Comment, NewLine, Semicolon, Comma, Slash,
   IPv6, IPv4, NumberTok, NotEq, Bang, LessEq, GreaterEq, RangeOut, RangeIn, Less, Greater, Equals, Colon, LParen, RParen,
-  Pass, Block, Inet6, Inet, In, Out, Quick, On, Log, Family, Proto, All, From, To, Any, Port, Flags, Keep, State, Frags,
+  Pass, Block, Inet6, Inet, In, Out, Quick, On, Log, Family, Proto, All, From, To, Any, Port, Flags, Keep, State, Frags, MatchTag, Nat,
   Eq, Ne, Lt, Gt, Le, Ge,
   Word,
 ];
@@ -117,6 +120,15 @@ class IpfParser extends CstParser {
     this.OPTION6(() => {
       this.CONSUME(Keep);
       this.OR8([{ ALT: () => this.CONSUME(State) }, { ALT: () => this.CONSUME(Frags) }]);
+    });
+    // intag: the NAT tag the packet must carry (fil.c ipf_scanlist compares fr_nattag with fin_nattag on inbound rules).
+    this.OPTION7(() => {
+      this.CONSUME(MatchTag);
+      this.CONSUME(LParen);
+      this.CONSUME(Nat);
+      this.CONSUME(Equals);
+      this.CONSUME4(Word, { LABEL: 'nattag' });
+      this.CONSUME(RParen);
     });
   });
 
@@ -198,6 +210,8 @@ export interface IpfRule {
   dst: IpfEndpoint | null;
   flags: { set: string; mask: string | null } | null;
   keep: 'state' | 'frags' | null;
+  /** match-tag(nat=NAME): only packets an ipnat rule with `tag NAME` translated; null: any packet. */
+  natTag: string | null;
 }
 
 export interface IpfFile {
@@ -297,6 +311,10 @@ class IpfAstBuilder extends BaseVisitor {
       for (const t of [set, mask]) if (t && !TCP_FLAGS.test(t.image)) this.problems.push(tokenProblem(t, `"${t.image}" is not a set of TCP flags`));
       flags = { set: set.image, mask: mask?.image ?? null };
     }
+    const natTag = tok(ctx, 'nattag');
+    if (natTag && ctx.Out) this.problems.push(tokenProblem(natTag, 'match-tag(nat=...) is only checked on inbound rules'));
+    // ipnat keeps 15 characters of a tag (see ipnat.ts); a longer name here would never match it.
+    if (natTag && natTag.image.length > 15) this.problems.push(tokenProblem(natTag, 'nat tag longer than 15 characters'));
     return {
       line: first.startLine ?? 1,
       action: ctx.Pass ? 'pass' : 'block',
@@ -310,6 +328,7 @@ class IpfAstBuilder extends BaseVisitor {
       dst: dst?.endpoint ?? null,
       flags,
       keep: ctx.State ? 'state' : ctx.Frags ? 'frags' : null,
+      natTag: natTag?.image ?? null,
     };
   }
 }

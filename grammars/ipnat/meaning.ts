@@ -18,7 +18,9 @@
  *   entry dies with the client's last translation) — it pins the rule, so a
  *   rule that rotates ports does not pin the port;
  * - the filter sees the translated destination on the way in (fil.c
- *   ipf_check calls ipf_nat_checkin before ipf_firewall).
+ *   ipf_check calls ipf_nat_checkin before ipf_firewall), and the `tag` of the
+ *   rdr rule that translated it (ip_nat.c ipf_nat_in: fin_nattag = &np->in_tag),
+ *   which an inbound rule with match-tag(nat=NAME) requires (fil.c ipf_scanlist).
  */
 import { type AddrFamily, type MaskedAddress, prefixContains, prefixText } from './common.js';
 import type { IpnatFile, IpnatRdr } from './ipnat.js';
@@ -38,6 +40,8 @@ export interface PoolMember {
   turns: number;
   /** The destination the filter sees after translation (a prefix: 0/0 keeps the matched block). */
   translated: MaskedAddress;
+  /** The tags of the rules that send here (null: a rule without tag). */
+  tags: (string | null)[];
 }
 
 export interface RedirectMeaning {
@@ -106,12 +110,14 @@ export function ipnatMeaning(file: IpnatFile): IpnatMeaning {
     const sticky = used.every((r) => r.sticky);
     const members = new Map<string, PoolMember>();
     let turnsTotal = 0;
-    const add = (destination: PoolDestination, port: number, translated: MaskedAddress) => {
+    const add = (destination: PoolDestination, port: number, translated: MaskedAddress, tag: string | null) => {
       turnsTotal++;
       const k = memberKey(destination, port);
       const m = members.get(k);
-      if (m) m.turns++;
-      else members.set(k, { destination, port, turns: 1, translated });
+      if (m) {
+        m.turns++;
+        if (!m.tags.includes(tag)) m.tags.push(tag);
+      } else members.set(k, { destination, port, turns: 1, translated, tags: [tag] });
     };
     for (const r of used) {
       if (r.frag || r.age || r.mssclamp !== null || r.proxy) problems.push(`line ${r.line}: frag/age/mssclamp/proxy are not modelled`);
@@ -157,7 +163,7 @@ export function ipnatMeaning(file: IpnatFile): IpnatMeaning {
           dest = { kind: 'host', address: h.address };
           translated = h;
         }
-        for (const p of ports) add(dest, p, translated);
+        for (const p of ports) add(dest, p, translated, r.tag);
       }
     }
     redirects.push({
@@ -186,6 +192,8 @@ export interface PassMeaning {
   quick: boolean;
   /** TCP flags test, e.g. "S/SA" (new connections only); null when absent. */
   flags: string | null;
+  /** match-tag(nat=NAME): admits only what an rdr rule with that tag translated; null: anything. */
+  natTag: string | null;
   line: number;
 }
 
@@ -242,6 +250,7 @@ export function ipfMeaning(file: IpfFile): IpfMeaning {
       keepState: r.keep === 'state',
       quick: r.quick,
       flags: r.flags ? `${r.flags.set}${r.flags.mask ? `/${r.flags.mask}` : ''}` : null,
+      natTag: r.natTag,
       line: r.line,
     });
   }
@@ -252,8 +261,12 @@ function protocolCovers(rule: PassMeaning['protocol'], p: 'tcp' | 'udp'): boolea
   return rule === null || rule === p || rule === 'tcp/udp';
 }
 
-/** Whether a pass rule lets a new connection to (prefix, port) in on the interface, keeping state for the replies. */
-export function passAdmits(pass: PassMeaning, iface: string, protocol: 'tcp' | 'udp', dst: MaskedAddress, port: number): boolean {
+/**
+ * Whether a pass rule lets a new connection to (prefix, port) in on the interface, keeping state for the
+ * replies; `tag` is the tag of the rdr rule that translated it (null: none).
+ */
+export function passAdmits(pass: PassMeaning, iface: string, protocol: 'tcp' | 'udp', dst: MaskedAddress, port: number, tag: string | null = null): boolean {
+  if (pass.natTag !== null && pass.natTag !== tag) return false;
   if (pass.interface !== null && pass.interface !== iface) return false;
   if (pass.family !== null && pass.family !== dst.family) return false;
   if (!protocolCovers(pass.protocol, protocol)) return false;
@@ -276,9 +289,11 @@ export function filterCoverage(nat: IpnatMeaning, filter: IpfMeaning): string[] 
     const protos: ('tcp' | 'udp')[] = rd.protocol === 'tcp/udp' ? ['tcp', 'udp'] : [rd.protocol];
     for (const m of rd.members) {
       for (const p of protos) {
-        const ok = filter.passes.filter((ps) => ps.quick && passAdmits(ps, rd.interface, p, m.translated, m.port));
-        if (ok.length === 0) problems.push(`no quick pass rule admits ${p} to ${prefixText(m.translated)} port ${m.port} on ${rd.interface} (rdr line ${rd.lines.join(', ')})`);
-        ok.forEach((x) => used.add(x));
+        for (const tag of m.tags) {
+          const ok = filter.passes.filter((ps) => ps.quick && passAdmits(ps, rd.interface, p, m.translated, m.port, tag));
+          if (ok.length === 0) problems.push(`no quick pass rule admits ${p} to ${prefixText(m.translated)} port ${m.port} on ${rd.interface}${tag ? ` tagged ${tag}` : ''} (rdr line ${rd.lines.join(', ')})`);
+          ok.forEach((x) => used.add(x));
+        }
       }
     }
   }

@@ -1,7 +1,7 @@
 /**
  * A parser for the subset of relayd.conf(5) that --target relayd emits:
  * global interval/timeout, `table <NAME> { HOST [retry N], ... }` and
- * `redirect "NAME" { listen on ...; forward to ...; sticky-address }`.
+ * `redirect "NAME" { listen on ...; forward to ...; session timeout N; pftag NAME; sticky-address }`.
  * It is used by the round-trip tests to read the output back into a meaning
  * that can be compared with the IR; anything outside the subset is an error.
  *
@@ -46,16 +46,20 @@ const Code = kw('code');
 const Send = kw('send');
 const Expect = kw('expect');
 const Nothing = kw('nothing');
+const Icmp = kw('icmp');
+const Session = kw('session');
+const Pftag = kw('pftag');
 
 const keywords = [
   StickyAddress, Interval, Timeout, Table, Redirect, Listen, On, Port, Interface, Forward, To, Mode, Check, Retry, Udp, Tcp,
-  Http, Host, Code, Send, Expect, Nothing,
+  Http, Host, Code, Send, Expect, Nothing, Icmp, Session, Pftag,
 ];
 const allTokens = [WhiteSpace, Comment, Newline, LBrace, RBrace, Lt, Gt, Comma, Quoted, ...keywords, Word];
 const lexer = new Lexer(allTokens);
 
 export type RelaydCheck =
   | { kind: 'tcp' }
+  | { kind: 'icmp' }
   | { kind: 'http'; path: string; host: string | null; code: number }
   | { kind: 'send'; send: string | null; expect: string };
 
@@ -74,6 +78,10 @@ export interface RelaydRedirect {
   listen: { address: string; proto: 'tcp' | 'udp'; port: number; interface: string | null };
   forwards: RelaydForward[];
   sticky: boolean;
+  /** `session timeout N` (seconds), or null. */
+  sessionTimeout: number | null;
+  /** `pftag NAME`, or null. */
+  pftag: string | null;
 }
 
 export interface RelaydConf {
@@ -136,6 +144,7 @@ class RelaydParser extends EmbeddedActionsParser {
     this.CONSUME(Check);
     return this.OR([
       { ALT: () => (this.CONSUME(Tcp), { kind: 'tcp' as const }) },
+      { ALT: () => (this.CONSUME(Icmp), { kind: 'icmp' as const }) },
       {
         ALT: () => {
           this.CONSUME(Http);
@@ -189,7 +198,7 @@ class RelaydParser extends EmbeddedActionsParser {
     const name = unquote(this.CONSUME(Quoted).image);
     this.CONSUME(LBrace);
     this.SUBRULE(this.nl);
-    const r: RelaydRedirect = { name, listen: { address: '', proto: 'tcp', port: 0, interface: null }, forwards: [], sticky: false };
+    const r: RelaydRedirect = { name, listen: { address: '', proto: 'tcp', port: 0, interface: null }, forwards: [], sticky: false, sessionTimeout: null, pftag: null };
     this.MANY(() => {
       this.OR([
         {
@@ -208,6 +217,14 @@ class RelaydParser extends EmbeddedActionsParser {
         },
         { ALT: () => r.forwards.push(this.SUBRULE(this.forward)) },
         { ALT: () => (this.CONSUME(StickyAddress), (r.sticky = true)) },
+        {
+          ALT: () => {
+            this.CONSUME(Session);
+            this.CONSUME2(Timeout);
+            r.sessionTimeout = this.SUBRULE2(this.num);
+          },
+        },
+        { ALT: () => (this.CONSUME(Pftag), (r.pftag = this.SUBRULE2(this.word))) },
       ]);
       this.SUBRULE2(this.nl);
     });

@@ -22,7 +22,9 @@
  * adding them, and without `-F`/`-C` live translations stay; `-f -` reads
  * stdin. So a dead backend's rdr rules (exactly as ipnat.rules has them: the
  * kernel finds a rule by comparing all of it) are removed with
- * `ipnat -r -f -`, and put back with `ipnat -f -` when the backend is up.
+ * `ipnat -r -f -` (`-p -r` for sticky and UDP services, which purges the
+ * rule's sessions with it: ipnat.ts says why), and put back with
+ * `ipnat -f -` when the backend is up.
  */
 import type { Family, Service } from '../ir/types.js';
 import type { ApplyContext } from '../targets/target.js';
@@ -80,6 +82,9 @@ export function pfStateChangeCommands(opts: {
   if (!pfConf.includes(`table <${table}> persist`)) {
     return { ok: false, why: `service ${svc.name} has no table <${table}> in the pf ruleset (its pool is written inline); reload the ruleset instead` };
   }
+  if (new RegExp(`^table <${table}> persist \\{.* weight \\d+`, 'm').test(pfConf)) {
+    return { ok: false, why: `table <${table}> carries weights, which are written in its definition; reload the ruleset instead` };
+  }
   const base = ['pfctl', ...(anchor ? ['-a', anchor] : []), '-t', table, '-T'];
   const addrs = liveAddresses(svc, up);
   // `-T replace` with no address would need a file; `-T flush` says the same plainly.
@@ -90,6 +95,11 @@ export function pfStateChangeCommands(opts: {
   );
   if (svc.sticky) for (const a of dead) commands.push({ argv: ['pfctl', '-K', any, '-K', a] });
   return { ok: true, commands };
+}
+
+/** Whether a removed rdr rule's sessions go with it (ipnat.ts says why: sticky host maps, UDP flows). */
+export function purgesSessions(svc: Service): boolean {
+  return svc.sticky !== null || svc.protocol === 'udp';
 }
 
 /** The rdr lines of ipnat.rules (one service's block) that send traffic to `address` port `port`. */
@@ -122,5 +132,6 @@ export function ipnatStateChangeCommands(opts: { svc: Service; backendIndex: num
     };
   }
   const stdin = `${rules.join('\n')}\n`;
-  return { ok: true, commands: [{ argv: up ? ['ipnat', '-f', '-'] : ['ipnat', '-r', '-f', '-'], stdin }] };
+  const remove = purgesSessions(svc) ? ['ipnat', '-p', '-r', '-f', '-'] : ['ipnat', '-r', '-f', '-'];
+  return { ok: true, commands: [{ argv: up ? ['ipnat', '-f', '-'] : remove, stdin }] };
 }

@@ -14,7 +14,19 @@
  *   (a rule that is not loaded makes that one command fail, which is expected
  *   and ignored), then adds the file.
  * - Removing an rdr rule without `-p` leaves the translations it made in place:
- *   established connections keep their backend.
+ *   established connections keep their backend. With `-p` (`ipnat -p -r`:
+ *   OPT_PURGE, ipnat_addrule sends SIOCPURGENAT instead of SIOCRMNAT) the
+ *   kernel marks the rule IPN_PURGE and deletes the rule's NAT sessions with
+ *   it (ip_nat.c ipf_nat_ioctl, ipf_nat_delrule).
+ * - `sticky` keeps a client on its backend through a host map entry that
+ *   remembers the rule (ip_nat.c ipf_nat_hostmap: hm_ipnat, holding a
+ *   reference on the rule), found for a new connection by source, destination
+ *   and port across all rules (ipf_nat_newrdr calls it with np = NULL) and
+ *   used as is: `np = hm->hm_ipnat`, with no check that the rule was removed.
+ *   The entry lives while a NAT session refers to it (hm_ref, dropped in
+ *   ipf_nat_delete) and every such session was made by that rule. So a sticky
+ *   client with a live session to a dead backend would keep being sent there;
+ *   purging the dead rule's sessions frees its host map entries too.
  *
  * What is NOT atomic or idempotent here, honestly:
  * - apply() removes, then adds: for the few milliseconds in between, new
@@ -43,13 +55,19 @@
  *   (`ipnat -r -f -`), so the vip always has a rule.
  * - At start, rules an earlier run may have left (any rule the agent could have
  *   loaded) are removed one at a time before the first load, as in apply().
- * - Dead backends' translations are left to expire (no `-p`).
+ * - A dead backend's rules are removed with `-p` when the service is sticky
+ *   (the host map, above) or UDP (a client that keeps sending would stay on the
+ *   dead backend as long as it keeps its session alive, as the Linux agent's
+ *   conntrack deletion says): those sessions end at once, and the clients are
+ *   balanced again. TCP services without sticky keep `-r` alone: their
+ *   connections end by themselves. apply() never purges: it removes and
+ *   re-adds the same rules, whose sessions must survive.
  */
 import type { Backend, IR, Service } from '../ir/types.js';
 import { backendKey, liveService } from '../health/live.js';
 import { LbcError } from '../diagnostics/diagnostic.js';
 import type { AgentDriver, AgentLoad, ApplyContext, OutputFile } from '../targets/target.js';
-import { ipnatRulesFor, runCommands, type Command } from './index.js';
+import { ipnatRulesFor, purgesSessions, runCommands, type Command } from './index.js';
 import { ipnatRemovals, recordBsdLoad, recordedIpnatRules } from './lifecycle.js';
 
 const NAT = 'ipnat.rules';
@@ -177,22 +195,37 @@ function possibleLines(change: AgentLoad, plan: ServicePlan): string[] {
   return [...out];
 }
 
+/** ipnat removing the rules of `lines`: `-p -r` for those of services whose sessions go with their rules. */
+function removal(lines: readonly string[], purged: ReadonlySet<string>, mayFail = false): Command[] {
+  const out: Command[] = [];
+  const plain = lines.filter((l) => !purged.has(l));
+  const purge = lines.filter((l) => purged.has(l));
+  if (plain.length) out.push({ argv: ['ipnat', '-r', '-f', '-'], stdin: body(plain), ...(mayFail ? { mayFail } : {}) });
+  if (purge.length) out.push({ argv: ['ipnat', '-p', '-r', '-f', '-'], stdin: body(purge), ...(mayFail ? { mayFail } : {}) });
+  return out;
+}
+
 /** The commands that take the host from `change.previous` to `change.live`. */
 export function ipnatLoadPlan(change: AgentLoad): Command[] {
   const plans = new Map(change.spec.services.map((s) => [s.name, servicePlan(change, s)]));
   const desired = (live: IR) => change.spec.services.flatMap((s) => desiredLines(change, plans.get(s.name)!, live, s.name));
   const next = desired(change.live);
+  /** Every rule a purging service could have loaded. */
+  const purged = new Set(change.spec.services.filter(purgesSessions).flatMap((s) => possibleLines(change, plans.get(s.name)!)));
   if (!change.previous) {
     const filter = [...new Set([...plans.values()].flatMap((p) => [...p.primaries.filter, ...(p.backups?.filter ?? [])]))];
     const possible = [...new Set([...plans.values()].flatMap((p) => possibleLines(change, p)))];
-    return [...reload('ipf', filter), ...reload('ipnat', next, possible)];
+    // A rule that stays is removed and added again with its sessions; one that goes (a dead backend's,
+    // left by an earlier run) goes with its sessions where the service purges.
+    const cleanup: Command[] = possible.flatMap((l) => (next.includes(l) || !purged.has(l) ? reload('ipnat', [], [l]) : removal([l], purged, true)));
+    return [...reload('ipf', filter), ...cleanup, ...(next.length ? [{ argv: ['ipnat', '-f', '-'], stdin: body(next) }] : [])];
   }
   const before = desired(change.previous.live);
   const add = next.filter((l) => !before.includes(l));
   const remove = before.filter((l) => !next.includes(l));
   const commands: Command[] = [];
   if (add.length) commands.push({ argv: ['ipnat', '-f', '-'], stdin: body(add) });
-  if (remove.length) commands.push({ argv: ['ipnat', '-r', '-f', '-'], stdin: body(remove) });
+  commands.push(...removal(remove, purged));
   return commands;
 }
 

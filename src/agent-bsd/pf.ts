@@ -1,5 +1,5 @@
 /**
- * Loading the pf and pf-openbsd output on the host, and keeping it in step
+ * Loading the pf, pf-openbsd and pf-freebsd15 output on the host, and keeping it in step
  * from `lbc agent`.
  *
  * Where the rules go: lbc's own anchor "lbc", never the main ruleset.
@@ -10,20 +10,20 @@
  * the main pf.conf must contain
  *   FreeBSD classic rdr (--target pf):   rdr-anchor "lbc"   (translation section)
  *                                        anchor "lbc"       (filter section)
- *   pass … rdr-to (--target pf-openbsd): anchor "lbc"
+ *   pass … rdr-to (--target pf-openbsd, pf-freebsd15): anchor "lbc"
  * The emitted file's header says the same. Loading is idempotent: the anchor
  * ends up holding exactly the file, however often it is loaded. Live states
  * keep their translation across a reload (pf keeps states when rules change).
  *
  * What the agent does after a state change:
  * - When the next live ruleset differs from the loaded one only in the
- *   contents of lbc's tables (round-robin pools, pf-openbsd's source-hash and
- *   random pools over a table), it rewrites those tables with
+ *   contents of lbc's tables without weights (round-robin pools, the rdr-to
+ *   targets' source-hash and random pools over a table), it rewrites those tables with
  *   `pfctl -a lbc -t lbc-NAME -T replace ADDR…` (pfStateChangeCommands): no
  *   rule is reloaded.
- * - Otherwise (inline weighted lists, pf-openbsd's probability cascades, a
- *   pool that changes form, e.g. from a table to one address) it reloads the
- *   anchor with the live ruleset.
+ * - Otherwise (inline weighted lists, weighted tables, probability cascades,
+ *   a pool that changes form, e.g. from a table to one address) it reloads
+ *   the anchor with the live ruleset.
  * - Either way, for sticky services, the source-tracking nodes that still pin
  *   clients to an address that left the pool (a dead backend, or a backup
  *   demoted when a primary came back) are killed with `pfctl -K any -K ADDR`,
@@ -64,12 +64,16 @@ export function pfAnchorApply(name: string, target: string): (files: OutputFile[
   };
 }
 
-/** The ruleset with comments dropped and table contents blanked: equal shapes differ only in what the tables hold. */
-function shapeOf(conf: string): string {
+/**
+ * The ruleset with comments dropped and table contents blanked: equal shapes differ only in what the tables
+ * hold. Tables with weights (pf-openbsd) keep their contents: the weights are written in the table's
+ * definition, and lbc reloads the anchor rather than rely on `pfctl -T replace` carrying them.
+ */
+export function shapeOf(conf: string): string {
   return conf
     .split('\n')
     .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/^(table <[^>]+> persist) \{.*\}$/, '$1 {}'))
+    .map((l) => (/ weight \d+/.test(l) ? l : l.replace(/^(table <[^>]+> persist) \{.*\}$/, '$1 {}')))
     .join('\n');
 }
 

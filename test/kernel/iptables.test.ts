@@ -6,12 +6,21 @@ import { compileForTarget, type TargetDefinition } from '../../src/targets/targe
 import { iptablesTarget, ip6tablesTarget } from '../../src/targets/iptables/index.js';
 import { ADDR, createTopology, kernelSuite, tally, type ConnResult, type Topology, normalizeSave } from './harness/index.js';
 import { ir, type SvcInput } from '../unit/iptables-ir.js';
+import { rotationPlan, type RotationPlan } from '../../src/targets/iptables/rotation.js';
+import { markBlocks } from '../../src/targets/iptables/slots.js';
+import { MARK_BASE } from '../../src/targets/iptables/emit.js';
 
 const PORT = 8080;
 const LOCAL_PORT = 7100;
 const B4 = ADDR.v4.backends;
 const B6 = ADDR.v6.backends;
 
+
+/** The backends a plan gives the first `n` new connections (its rules' counters, as xt_statistic keeps them). */
+function planOrder(plan: RotationPlan, n: number): number[] {
+  const counters = plan.rules.map(() => 0);
+  return Array.from({ length: n }, () => plan.rules[plan.rules.findIndex((r, i) => r.every === null || counters[i]++ % r.every === 0)].backend);
+}
 
 function perSource(results: ConnResult[]): Map<string, Set<string | null>> {
   const m = new Map<string, Set<string | null>>();
@@ -65,6 +74,51 @@ kernelSuite('iptables / ip6tables targets in the kernel', ['iptables', 'ip6table
       // Exact in every window of 6, not just in total.
       for (let w = 0; w < 120; w += 6) expect(tally(r.slice(w, w + 6))).toEqual({ b0: 3, b1: 1, b2: 2 });
     }, 120_000);
+
+    it('nth past 256 slots: the composed rotation (three nested blocks) is exact in every window of W', async () => {
+      const weights = [29, 211, 392, 263];
+      const plan = rotationPlan(weights);
+      expect(plan.depth).toBe(3);
+      expect(plan.rules.length).toBeLessThan(30);
+      await apply(iptablesTarget, ir({ name: 'big', vip: ADDR.v4.vip(8), port: 80, backends: weights.map((weight, i) => ({ address: B4[i], port: PORT, weight })) }));
+      const W = plan.period;
+      const r = await topo.connect({ host: ADDR.v4.vip(8), port: 80, protocol: 'tcp', count: 2 * W });
+      for (let w = 0; w < 2 * W; w += W) expect(tally(r.slice(w, w + W))).toEqual({ b0: 29, b1: 211, b2: 392, b3: 263 });
+      // And the order is the plan's, connection for connection.
+      expect(r.map((x) => x.backend)).toEqual(planOrder(plan, 2 * W).map((i) => `b${i}`));
+    }, 240_000);
+
+    it('sticky over a composed rotation: fresh clients take the rotation in order, then stay', async () => {
+      const weights = [300, 7, 3];
+      await apply(iptablesTarget, ir({ name: 'bigs', vip: ADDR.v4.vip(9), port: 80, sticky: 600, backends: weights.map((weight, i) => ({ address: B4[i], port: PORT, weight })) }));
+      const sources = Array.from({ length: 120 }, (_, i) => ADDR.v4.extraClient(i));
+      const r = await topo.connect({ host: ADDR.v4.vip(9), port: 80, protocol: 'tcp', count: 240, sources });
+      expect(r.slice(0, 120).map((x) => x.backend)).toEqual(planOrder(rotationPlan(weights), 120).map((i) => `b${i}`));
+      expect(r.slice(120).map((x) => x.backend)).toEqual(r.slice(0, 120).map((x) => x.backend));
+    }, 180_000);
+
+    it('hash past 256 values: every mark block reaches its backend (marks forced after HMARK), real hashing stays per source', async () => {
+      const weights = [200, 57, 3];
+      await apply(iptablesTarget, ir({ name: 'bigh', vip: ADDR.v4.vip(10), port: 80, mode: 'hash', backends: weights.map((weight, i) => ({ address: B4[i], port: PORT, weight })) }));
+      const src = ADDR.v4.extraClient(119);
+      // A rule after lbc's mangle jump overwrites the HMARK value for one client, so each value's nat rule is tried.
+      for (const block of markBlocks(weights)) {
+        for (const v of new Set([block.offset, block.offset + block.size - 1])) {
+          const rule = ['-t', 'mangle', 'PREROUTING', '-s', src, '-j', 'MARK', '--set-mark', `0x${(MARK_BASE + v).toString(16)}`];
+          await topo.exec('lb', ['iptables', rule[0], rule[1], '-A', ...rule.slice(2)]);
+          try {
+            const got = await topo.connect({ host: ADDR.v4.vip(10), port: 80, protocol: 'tcp', count: 1, sources: [src] });
+            expect(got[0].backend, `mark value ${v}`).toBe(`b${block.backend}`);
+          } finally {
+            await topo.exec('lb', ['iptables', rule[0], rule[1], '-D', ...rule.slice(2)]);
+          }
+        }
+      }
+      const sources = Array.from({ length: 60 }, (_, i) => ADDR.v4.extraClient(i));
+      const r = await topo.connect({ host: ADDR.v4.vip(10), port: 80, protocol: 'tcp', count: 120, sources });
+      expect(r.every((x) => x.backend !== null)).toBe(true);
+      for (const [, backends] of perSource(r)) expect(backends.size).toBe(1);
+    }, 180_000);
 
     it('nth over UDP: each request from a new source port is a new connection', async () => {
       await apply(iptablesTarget, ir({ name: 'dns', vip: ADDR.v4.vip(2), port: 53, protocol: 'udp', backends: [{ address: B4[0], port: PORT }, { address: B4[1], port: PORT }] }));

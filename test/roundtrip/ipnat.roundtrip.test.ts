@@ -22,6 +22,9 @@ export function roundTrip(ir: IR) {
   expect(filt.problems).toEqual([]);
   expect(normalizeNat(nat)).toEqual(expectedNat(ir));
   expect(filterCoverage(nat, filt)).toEqual([]);
+  // Precise: each pass rule requires the tag of the rdr rules that send there (match-tag), so traffic
+  // addressed to a backend directly, without a translation, is not let in by lbc's rules.
+  for (const p of filt.passes) expect(p.natTag, `ipf.rules line ${p.line}`).toMatch(/^lbc[0-9a-f]{7}(_\d+)?$/);
   return { result, nat, filt };
 }
 

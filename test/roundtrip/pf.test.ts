@@ -7,13 +7,16 @@ import { describe, expect, it } from 'vitest';
 import { compileForTarget } from '../../src/targets/target.js';
 import { pfTarget } from '../../src/targets/pf/index.js';
 import { pfOpenbsdTarget } from '../../src/targets/pf-openbsd/index.js';
+import { pfFreebsd15Target } from '../../src/targets/pf-freebsd15/index.js';
 import { compareToService, parsePf, pfMeaning, type PfDialect } from '../../grammars/pf/index.js';
 import type { IR } from '../../src/ir/types.js';
 import { ir, seed000, seed002, service } from './pf-ir.js';
 
+// FreeBSD 15 reads OpenBSD's rdr-to syntax; what it lacks (table weights) is checked on the text below.
 const targets = [
   { target: pfTarget, dialect: 'freebsd' as PfDialect },
   { target: pfOpenbsdTarget, dialect: 'openbsd' as PfDialect },
+  { target: pfFreebsd15Target, dialect: 'openbsd' as PfDialect },
 ];
 
 function roundTrip(target: typeof pfTarget, dialect: PfDialect, spec: IR) {
@@ -22,6 +25,7 @@ function roundTrip(target: typeof pfTarget, dialect: PfDialect, spec: IR) {
   expect(errors, errors.map((e) => e.message).join('\n')).toEqual([]);
   expect(res.files).toHaveLength(1);
   const text = res.files[0].content;
+  if (target === pfFreebsd15Target) expect(text.replace(/^#.*\n/gm, ''), 'FreeBSD parse.y has no WEIGHT token').not.toMatch(/ weight \d/);
   const meanings = pfMeaning(parsePf(text, dialect));
   expect(meanings.map((m) => m.port)).toEqual(spec.services.map((s) => s.port));
   spec.services.forEach((svc, i) => {
@@ -64,17 +68,51 @@ describe.each(targets)('round trip for $target.name', ({ target, dialect }) => {
     expect(text).toContain('keep state (src.track 300)');
   });
 
-  it('weighted rotation round-trips with the right shares and an approximation warning', () => {
+  it('weighted rotation round-trips with the right shares (exact on OpenBSD, an approximation elsewhere)', () => {
     const svc = service({ name: 'w', vip: '192.0.2.20', backends: [{ address: '10.0.5.1', weight: 3 }, { address: '10.0.5.2', weight: 1 }] });
     const { diagnostics, text } = roundTrip(target, dialect, ir(svc));
-    expect(diagnostics.some((d) => d.code === 'LBC3002')).toBe(true);
-    expect(text).toContain('approximation:');
+    if (target === pfOpenbsdTarget) {
+      expect(diagnostics).toEqual([]);
+      expect(text).toContain('table <lbc-w> persist { 10.0.5.1 weight 3, 10.0.5.2 weight 1 }');
+      expect(text).toMatch(/ rdr-to <lbc-w> port 80 round-robin keep state\n/);
+    } else {
+      expect(diagnostics.some((d) => d.code === 'LBC3002')).toBe(true);
+      expect(text).toContain('approximation:');
+    }
+  });
+
+  it('random is never a pool over a CIDR block, where pf steps a counter instead of drawing', () => {
+    const svc = service({ name: 'rb', vip: '192.0.2.21', mode: 'random', backends: [{ address: '10.0.7.0' }, { address: '10.0.7.1' }] });
+    const { text, diagnostics } = roundTrip(target, dialect, ir(svc));
+    if (target === pfTarget) {
+      // Classic rdr takes random only over a block: it stays, flagged as the rotation it is.
+      expect(text).toMatch(/-> 10\.0\.7\.0\/31 port 80 random\n/);
+      expect(diagnostics.map((d) => d.message).join(' ')).toMatch(/fixed rotation, not an independent random draw/);
+    } else {
+      expect(text).not.toMatch(/10\.0\.7\.0\/31/);
+      if (target === pfOpenbsdTarget) {
+        expect(text).toMatch(/rdr-to <lbc-rb> port 80 random keep state\n/);
+        expect(diagnostics).toEqual([]);
+      }
+    }
   });
 
   it('output is deterministic', () => {
     const a = compileForTarget(target, ir(...both)).files[0].content;
     const b = compileForTarget(target, ir(...both)).files[0].content;
     expect(a).toBe(b);
+  });
+});
+
+describe('pf-openbsd and pf-freebsd15', () => {
+  it('sticky weighted rotation on OpenBSD is one weighted table with sticky-address; FreeBSD 15 refuses it', () => {
+    const svc = service({ name: 'sw', vip: '192.0.2.40', sticky: { timeoutSeconds: 90 }, backends: [{ address: '10.0.8.1', weight: 5 }, { address: '10.0.8.2', weight: 2 }, { address: '10.0.8.3' }] });
+    const { text } = roundTrip(pfOpenbsdTarget, 'openbsd', ir(svc));
+    expect(text).toContain('table <lbc-sw> persist { 10.0.8.1 weight 5, 10.0.8.2 weight 2, 10.0.8.3 weight 1 }');
+    expect(text).toContain('rdr-to <lbc-sw> port 80 round-robin sticky-address keep state (src.track 90)');
+    const fb = compileForTarget(pfFreebsd15Target, ir(svc));
+    expect(fb.files).toEqual([]);
+    expect(fb.diagnostics.find((d) => d.severity === 'error')!.message).toMatch(/sticky-address only pins a source within one pool/);
   });
 });
 

@@ -10,6 +10,7 @@ import { liveIR } from '../../src/health/live.js';
 import { parseSpec } from '../../src/index.js';
 import type { IR } from '../../src/ir/types.js';
 import { ipnatTarget } from '../../src/targets/ipnat/index.js';
+import { natTag } from '../../src/targets/ipnat/emit.js';
 import { pfOpenbsdTarget } from '../../src/targets/pf-openbsd/index.js';
 import { pfTarget } from '../../src/targets/pf/index.js';
 import { compileForTarget, type ApplyContext, type TargetDefinition } from '../../src/targets/target.js';
@@ -208,6 +209,36 @@ describe('pf agent driver', () => {
     expect(await a.done).toBe(0);
   });
 
+  it('pf-openbsd: a weighted table is reloaded with its live weights, never replaced by bare addresses', async () => {
+    const weighted = spec(`  - name: web
+    vip: 203.0.113.10
+    port: 80
+    sticky: 5m
+    health: { check: tcp }
+    backends:
+      - { address: 10.0.0.1, port: 8080, weight: 3 }
+      - { address: 10.0.0.2, port: 8080, weight: 2 }
+      - { address: 10.0.0.3, port: 8080, weight: 1 }
+`);
+    const checks = new Checks();
+    const calls: Call[] = [];
+    const a = start(weighted, pfOpenbsdTarget, checks, calls);
+    const first = await next(calls, 0, 2);
+    expect(first[1].stdin).toContain('table <lbc-web> persist { 10.0.0.1 weight 3, 10.0.0.2 weight 2, 10.0.0.3 weight 1 }');
+    checks.up.set('10.0.0.2:8080', false);
+    const live = conf(pfOpenbsdTarget, liveIR(weighted, new Map([['web#1', 'down']])));
+    expect(live).toContain('table <lbc-web> persist { 10.0.0.1 weight 3, 10.0.0.3 weight 1 }');
+    expect(await next(calls, 2, 3)).toEqual([
+      { argv: ['pfctl', '-a', 'lbc', '-nf', '-'], stdin: live },
+      { argv: ['pfctl', '-a', 'lbc', '-f', '-'], stdin: live },
+      { argv: ['pfctl', '-K', '0.0.0.0/0', '-K', '10.0.0.2'] },
+    ]);
+    expect(calls.some((c) => c.argv.includes('replace'))).toBe(false);
+    expectNoFlush(calls);
+    a.stop.abort();
+    expect(await a.done).toBe(0);
+  });
+
   it('exits 1 when the first load fails, and says flows are left alone', async () => {
     const calls: Call[] = [];
     const a = start(ir, pfTarget, new Checks(), calls, (c) => c.argv.includes('-nf'));
@@ -233,10 +264,13 @@ describe('pf agent driver', () => {
 
 describe('ipnat agent driver', () => {
   const ir = WEB;
-  const R1 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.1 port 8080 tcp round-robin sticky';
-  const R2 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.2 port 8080 tcp round-robin sticky';
-  const R9 = 'rdr em0 203.0.113.10/32 port 80 -> 10.0.0.9 port 8080 tcp round-robin sticky';
-  const pass = (a: string) => `pass in quick on em0 proto tcp from any to ${a}/32 port = 8080 flags S/SA keep state`;
+  const T = natTag(ir.services[0], 1);
+  const R1 = `rdr em0 203.0.113.10/32 port 80 -> 10.0.0.1 port 8080 tcp round-robin sticky tag ${T}`;
+  const R2 = `rdr em0 203.0.113.10/32 port 80 -> 10.0.0.2 port 8080 tcp round-robin sticky tag ${T}`;
+  const R9 = `rdr em0 203.0.113.10/32 port 80 -> 10.0.0.9 port 8080 tcp round-robin sticky tag ${T}`;
+  const pass = (a: string) => `pass in quick on em0 proto tcp from any to ${a}/32 port = 8080 flags S/SA keep state match-tag(nat=${T})`;
+  /** The service is sticky: a rule that goes takes its sessions (and so the host map entries) with it. */
+  const PURGE = ['ipnat', '-p', '-r', '-f', '-'];
 
   it('removes and restores single rdr rules, promotes the backup, and never flushes', async () => {
     const checks = new Checks();
@@ -249,16 +283,18 @@ describe('ipnat agent driver', () => {
       { argv: ['ipf', '-r', '-f', '-'], stdin: `${pass('10.0.0.2')}\n` },
       { argv: ['ipf', '-r', '-f', '-'], stdin: `${pass('10.0.0.9')}\n` },
       { argv: ['ipf', '-f', '-'], stdin: `${pass('10.0.0.1')}\n${pass('10.0.0.2')}\n${pass('10.0.0.9')}\n` },
+      // Rules that stay are removed and added again with their sessions; the backup's, which an earlier
+      // run may have left, goes with its sessions.
       { argv: ['ipnat', '-r', '-f', '-'], stdin: `${R1}\n` },
       { argv: ['ipnat', '-r', '-f', '-'], stdin: `${R2}\n` },
-      { argv: ['ipnat', '-r', '-f', '-'], stdin: `${R9}\n` },
+      { argv: PURGE, stdin: `${R9}\n` },
       { argv: ['ipnat', '-f', '-'], stdin: `${R1}\n${R2}\n` },
     ]);
     expect(calls).toHaveLength(8);
 
     checks.up.set('10.0.0.1:8080', false);
     const down = await next(calls, 8, 1);
-    expect(down).toEqual([{ argv: ['ipnat', '-r', '-f', '-'], stdin: `${R1}\n` }]);
+    expect(down).toEqual([{ argv: PURGE, stdin: `${R1}\n` }]);
     // The same command ipnatStateChangeCommands plans for one backend going down.
     const single = ipnatStateChangeCommands({ svc: ir.services[0], backendIndex: 0, up: false, ipnatRules: `${R1}\n${R2}\n` });
     expect(single).toEqual({ ok: true, commands: down });
@@ -266,17 +302,40 @@ describe('ipnat agent driver', () => {
     checks.up.set('10.0.0.2:8080', false);
     expect(await next(calls, 9, 2)).toEqual([
       { argv: ['ipnat', '-f', '-'], stdin: `${R9}\n` },
-      { argv: ['ipnat', '-r', '-f', '-'], stdin: `${R2}\n` },
+      { argv: PURGE, stdin: `${R2}\n` },
     ]);
 
+    // A primary is back: the backup's rule goes, and its sticky clients are balanced again.
     checks.up.set('10.0.0.1:8080', true);
     expect(await next(calls, 11, 2)).toEqual([
       { argv: ['ipnat', '-f', '-'], stdin: `${R1}\n` },
-      { argv: ['ipnat', '-r', '-f', '-'], stdin: `${R9}\n` },
+      { argv: PURGE, stdin: `${R9}\n` },
     ]);
     expect(calls).toHaveLength(13);
     expectNoFlush(calls);
-    expect(calls.some((c) => c.argv.includes('-p'))).toBe(false);
+    a.stop.abort();
+    expect(await a.done).toBe(0);
+  });
+
+  it('UDP: a dead backend\'s rule goes with its sessions, so clients that keep sending are balanced again', async () => {
+    const dns = spec(`  - name: dns
+    vip: 203.0.113.53
+    port: 53
+    protocol: udp
+    interface: em0
+    health: { check: tcp }
+    backends: [10.0.5.1, 10.0.5.2]
+`);
+    const D = natTag(dns.services[0], 1);
+    const rule = (a: string) => `rdr em0 203.0.113.53/32 port 53 -> ${a} port 53 udp round-robin tag ${D}`;
+    const checks = new Checks();
+    const calls: Call[] = [];
+    const a = start(dns, ipnatTarget, checks, calls);
+    await waitFor('first load', () => calls.some((c) => c.argv.join(' ') === 'ipnat -f -'));
+    const from = calls.length;
+    checks.up.set('10.0.5.2:53', false);
+    expect(await next(calls, from, 1)).toEqual([{ argv: PURGE, stdin: `${rule('10.0.5.2')}\n` }]);
+    expectNoFlush(calls);
     a.stop.abort();
     expect(await a.done).toBe(0);
   });
@@ -291,9 +350,14 @@ describe('ipnat agent driver', () => {
     checks.up.set('10.0.0.1:8080', false);
     await waitFor('the retry', () => calls.length >= 9 + 8);
     await new Promise((r) => setTimeout(r, 60));
-    expect(calls[8]).toEqual({ argv: ['ipnat', '-r', '-f', '-'], stdin: `${R1}\n` });
+    expect(calls[8]).toEqual({ argv: PURGE, stdin: `${R1}\n` });
     const retry = calls.slice(9);
-    expect(retry.filter((c) => c.argv.join(' ') === 'ipnat -r -f -').map((c) => c.stdin)).toEqual([`${R1}\n`, `${R2}\n`, `${R9}\n`]);
+    // Starting again: R1 is dead now, so it goes with its sessions; R2 stays.
+    expect(retry.filter((c) => c.argv[0] === 'ipnat' && c.argv.includes('-r')).map((c) => [c.argv.join(' '), c.stdin])).toEqual([
+      ['ipnat -p -r -f -', `${R1}\n`],
+      ['ipnat -r -f -', `${R2}\n`],
+      ['ipnat -p -r -f -', `${R9}\n`],
+    ]);
     expect(retry.at(-1)).toEqual({ argv: ['ipnat', '-f', '-'], stdin: `${R2}\n` });
     expect(calls).toHaveLength(17);
     expect(a.logs.join('\n')).toMatch(/loading the ruleset failed/);
@@ -334,8 +398,9 @@ describe('ipnat agent driver', () => {
     health: { check: tcp }
     backends: [":4001", ":4002", ":4003"]
 `);
-    const RANGE = 'rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port 4001-4003 tcp';
-    const rr = (p: number) => `rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port ${p} tcp round-robin`;
+    const G = natTag(range.services[0], 1);
+    const RANGE = `rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port 4001-4003 tcp tag ${G}`;
+    const rr = (p: number) => `rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port ${p} tcp round-robin tag ${G}`;
     const checks = new Checks();
     const calls: Call[] = [];
     const a = start(range, ipnatTarget, checks, calls);
@@ -343,7 +408,7 @@ describe('ipnat agent driver', () => {
     const firstEnd = calls.findIndex((c) => c.argv.join(' ') === 'ipnat -f -') + 1;
     const cleaned = calls.filter((c) => c.argv.join(' ') === 'ipnat -r -f -').map((c) => c.stdin!.trimEnd());
     // Every form an earlier run could have left: the range, shorter ranges, single and round-robin rules.
-    expect(cleaned).toEqual(expect.arrayContaining([RANGE, rr(4001), rr(4003), 'rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port 4001-4002 tcp']));
+    expect(cleaned).toEqual(expect.arrayContaining([RANGE, rr(4001), rr(4003), `rdr lagg0 198.18.240.1/32 port 4000 -> 127.0.0.1 port 4001-4002 tcp tag ${G}`]));
     expect(calls[firstEnd - 1].stdin).toBe(`${RANGE}\n`);
 
     checks.up.set('local:4002', false);

@@ -50,8 +50,14 @@ describe('agent-bsd command plans', () => {
   });
 
   it('ipnat: removes and restores exactly the dead backend\'s rule, without flushing translations', () => {
+    // Sticky: the rule goes with its sessions (-p), or the host map would keep sending its clients there.
     const down = ipnatStateChangeCommands({ svc, backendIndex: 0, up: false, ipnatRules: IPNAT });
-    expect(down).toEqual({ ok: true, commands: [{ argv: ['ipnat', '-r', '-f', '-'], stdin: `${IPNAT.split('\n')[0]}\n` }] });
+    expect(down).toEqual({ ok: true, commands: [{ argv: ['ipnat', '-p', '-r', '-f', '-'], stdin: `${IPNAT.split('\n')[0]}\n` }] });
+    const tcp = { ...svc, sticky: null };
+    expect(ipnatStateChangeCommands({ svc: tcp, backendIndex: 0, up: false, ipnatRules: IPNAT })).toEqual({ ok: true, commands: [{ argv: ['ipnat', '-r', '-f', '-'], stdin: `${IPNAT.split('\n')[0]}\n` }] });
+    const udp = { ...tcp, protocol: 'udp' as const };
+    const udpRules = IPNAT.replace(/ tcp /g, ' udp ');
+    expect(ipnatStateChangeCommands({ svc: udp, backendIndex: 0, up: false, ipnatRules: udpRules })).toMatchObject({ ok: true, commands: [{ argv: ['ipnat', '-p', '-r', '-f', '-'] }] });
     const upAgain = ipnatStateChangeCommands({ svc, backendIndex: 0, up: true, ipnatRules: IPNAT });
     expect(upAgain.ok && upAgain.commands[0].argv).toEqual(['ipnat', '-f', '-']);
     for (const p of [down, upAgain]) if (p.ok) for (const c of p.commands) expect(c.argv).not.toContain('-F');

@@ -230,7 +230,7 @@ describe('lbc CLI: check', () => {
     expect(r.stdout).toMatch(/valid, 1 service/);
     expect(r.stdout).toMatch(/^ {2}nftables +compiles$/m);
     expect(r.stdout).toMatch(/^ {2}pf +refused \(1 error\)$/m);
-    expect(r.stdout).toMatch(/^refused by: pf, relayd, ipnat$/m);
+    expect(r.stdout).toMatch(/^refused by: pf, relayd, relayd-freebsd, ipnat$/m);
     expect(r.stdout).not.toMatch(/error:/);
     expect(r.stderr).toMatch(/^pf:$/m);
     expect(r.stderr).toMatch(/error: service "app": target pf cannot express/);

@@ -3,7 +3,7 @@
  * refuse (ipnat_y.y / ipf_y.y actions and syntax), with a position.
  */
 import { describe, expect, it } from 'vitest';
-import { GrammarError, ipfMeaning, ipnatMeaning, parseIpf, parseIpnat } from '../../grammars/ipnat/index.js';
+import { filterCoverage, GrammarError, ipfMeaning, ipnatMeaning, parseIpf, parseIpnat } from '../../grammars/ipnat/index.js';
 
 function rejects(parse: (t: string) => unknown, text: string, message: RegExp, line = 1) {
   try {
@@ -115,5 +115,21 @@ describe('ipf grammar', () => {
     rejects(parseIpf, 'pass in proto tcp from any to 10.0.0.1 port = 80 flags X keep state', /TCP flags/);
     rejects(parseIpf, 'pass in proto tcp from any to 10.0.0.1 port = 80 keep state flags S', /NewLine/);
     rejects(parseIpf, 'pass in proto tcp from any to 10.0.0.1 port = 99999', /port number/);
+    rejects(parseIpf, 'pass in proto tcp from any to 10.0.0.1 port = 80 match-tag(nat=web) keep state', /NewLine/);
+    rejects(parseIpf, 'pass out proto tcp from any to 10.0.0.1 port = 80 keep state match-tag(nat=web)', /only checked on inbound/);
+    rejects(parseIpf, 'pass in proto tcp from any to 10.0.0.1 port = 80 keep state match-tag(nat=abcdefghijklmnop)', /longer than 15/);
+  });
+
+  it('match-tag(nat=NAME) after keep state admits only what the rdr rule with that tag translated', () => {
+    const nat = ipnatMeaning(parseIpnat('rdr em0 192.0.2.1/32 port 80 -> 10.0.0.1 port 8080 tcp round-robin tag web\nrdr em0 192.0.2.1/32 port 80 -> 10.0.0.1 port 8080 tcp round-robin tag web.2\n'));
+    expect(nat.redirects[0].members[0].tags).toEqual(['web', 'web.2']);
+    const pass = (tag: string) => `pass in quick on em0 proto tcp from any to 10.0.0.1/32 port = 8080 flags S/SA keep state match-tag(nat=${tag})`;
+    const f = parseIpf(`${pass('web')}\n${pass('web.2')}\n`);
+    expect(f.rules.map((r) => r.natTag)).toEqual(['web', 'web.2']);
+    expect(filterCoverage(nat, ipfMeaning(f))).toEqual([]);
+    // One of the two rdr rules' tags has no pass rule: its connections are not let in.
+    expect(filterCoverage(nat, ipfMeaning(parseIpf(`${pass('web')}\n`))).join()).toMatch(/tagged web\.2/);
+    // A pass rule for a tag no rdr rule sets admits nothing.
+    expect(filterCoverage(nat, ipfMeaning(parseIpf(`${pass('web')}\n${pass('web.2')}\n${pass('other')}\n`))).join()).toMatch(/line 3 admits nothing/);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { expandSlots, gcd, MAX_SLOTS, nthEvery, randomProbabilities, reduceWeights, slotCount } from '../../src/targets/iptables/slots.js';
+import { expandSlots, gcd, markBlocks, nthEvery, randomProbabilities, reduceWeights, slotCount } from '../../src/targets/iptables/slots.js';
 
 /** What the kernel does with the nth cascade (xt_statistic: one counter per rule, --packet 0 matches first). */
 function simulateNth(slots: number, connections: number): number[] {
@@ -79,7 +79,27 @@ describe('weights to slots', () => {
     );
   });
 
-  it('has a documented slot limit', () => {
-    expect(MAX_SLOTS).toBe(256);
+  it('mark blocks: aligned powers of two, backend i owning exactly w_i of the W values (property)', () => {
+    expect(markBlocks([2, 1])).toEqual([{ offset: 0, size: 2, backend: 0 }, { offset: 2, size: 1, backend: 1 }]);
+    expect(markBlocks([300, 7, 3]).map((b) => b.size)).toEqual([256, 32, 8, 4, 4, 2, 2, 1, 1]);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 1000 }), { minLength: 1, maxLength: 12 }), (weights) => {
+        const reduced = reduceWeights(weights);
+        const blocks = markBlocks(weights);
+        let next = 0;
+        const owned = reduced.map(() => 0);
+        for (const b of blocks) {
+          expect(b.offset).toBe(next); // contiguous from 0: every value 0 … W−1 has one owner
+          expect(b.size & (b.size - 1)).toBe(0);
+          expect(b.offset % b.size).toBe(0);
+          next += b.size;
+          owned[b.backend] += b.size;
+        }
+        expect(next).toBe(slotCount(weights));
+        expect(owned).toEqual(reduced);
+        // One block per 1-bit of each reduced weight.
+        expect(blocks.length).toBe(reduced.reduce((s, w) => s + w.toString(2).replace(/0/g, '').length, 0));
+      }),
+    );
   });
 });

@@ -4,7 +4,9 @@ import { TARGETS } from '../../src/targets/registry.js';
 import { iptablesTarget, ip6tablesTarget } from '../../src/targets/iptables/index.js';
 import { hmarkSeed, MARK_BASE } from '../../src/targets/iptables/emit.js';
 import { buildTree, FLAT_MAX, LEAF_SIZE, MAX_FANOUT, type TreeItem } from '../../src/targets/iptables/tree.js';
-import { expandSlots } from '../../src/targets/iptables/slots.js';
+import { expandSlots, markBlocks } from '../../src/targets/iptables/slots.js';
+import { NatSim } from './iptables-sim.js';
+import { MAX_ROTATION_RULES } from '../../src/targets/iptables/rotation.js';
 import type { SvcInput } from './iptables-ir.js';
 import { restoreText } from '../../src/targets/iptables/apply.js';
 import { ir } from './iptables-ir.js';
@@ -40,9 +42,10 @@ describe('iptables emitter', () => {
     const out = rulesOf(files);
     expect(out).toContain('-A LBC-PREROUTING -m conntrack ! --ctstate NEW -j RETURN');
     expect(out).toContain(`-j HMARK --hmark-tuple src,sport,dst,dport --hmark-mod 3 --hmark-offset 0x4c420000 --hmark-rnd ${hmarkSeed('h')}`);
-    expect(out).toContain('-A LBC-S-h -p tcp -m mark --mark 0x4c420000 -j DNAT --to-destination 10.0.0.1:80');
-    expect(out).toContain('-A LBC-S-h -p tcp -m mark --mark 0x4c420001 -j DNAT --to-destination 10.0.0.2:80');
-    expect(out).toContain('-A LBC-S-h -p tcp -j DNAT --to-destination 10.0.0.1:80');
+    // Hash values 0-1 (one aligned block of 2) go to the backend of weight 2, value 2 to the other.
+    expect(out).toContain('-A LBC-S-h -p tcp -m mark --mark 0x4c420000/0xfffffffe -j DNAT --to-destination 10.0.0.1:80');
+    expect(out).toContain('-A LBC-S-h -p tcp -j DNAT --to-destination 10.0.0.2:80');
+    expect(out.split('\n').filter((l) => l.startsWith('-A LBC-S-h ')).length).toBe(2);
     expect(out).toMatch(/sets the packet mark/);
   });
 
@@ -75,14 +78,19 @@ describe('iptables emitter', () => {
     expect(out).toContain('-A LBC-PREROUTING -d 198.51.100.0/24 -p tcp -m tcp --dport 443 -j LBC-S-c');
   });
 
-  it('refuses absurd slot counts for nth and hash, suggesting mode random', () => {
-    const res = compileForTarget(iptablesTarget, ir({ name: 'w', vip: '192.0.2.1', backends: [{ address: '10.0.0.1', weight: 300 }, { address: '10.0.0.2', weight: 1 }] }));
+  it('compiles nth and hash with weights summing past 256 (exact), refusing only rotations past MAX_ROTATION_RULES', () => {
+    const big = [{ address: '10.0.0.1', weight: 300 }, { address: '10.0.0.2', weight: 1 }];
+    for (const mode of ['nth', 'hash'] as const) {
+      const res = compileForTarget(iptablesTarget, ir({ name: 'w', vip: '192.0.2.1', mode, backends: big }));
+      expect(res.diagnostics).toEqual([]);
+      expect(rulesOf(res.files).split('\n').filter((l) => l.startsWith('-A LBC-')).length).toBeLessThan(20);
+    }
+    // Equal weights cannot be shortened below one rule per backend: past the limit, mode random is the way.
+    const many = Array.from({ length: MAX_ROTATION_RULES + 1 }, (_, i) => ({ address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` }));
+    const res = compileForTarget(iptablesTarget, ir({ name: 'w', vip: '192.0.2.1', backends: many }));
     expect(res.files).toEqual([]);
-    expect(res.diagnostics[0].severity).toBe('error');
-    expect(res.diagnostics[0].message).toMatch(/301 slots/);
+    expect(res.diagnostics[0].message).toMatch(new RegExp(`needs ${MAX_ROTATION_RULES + 1} rules`));
     expect(res.diagnostics[0].notes![0]).toMatch(/mode random/);
-    const ok = compileForTarget(iptablesTarget, ir({ name: 'w', vip: '192.0.2.1', mode: 'random', backends: [{ address: '10.0.0.1', weight: 300 }, { address: '10.0.0.2', weight: 1 }] }));
-    expect(ok.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
   });
 
   it('keeps chain names within 28 characters and set names within 31', () => {
@@ -198,82 +206,6 @@ describe('apply restore transaction', () => {
   });
 });
 
-/**
- * The nat table as the kernel walks it, for new connections (daddr, proto, dport, mark): every rule's
- * matches in order, the first that fails ends the rule, and a `statistic --mode nth` counter counts
- * only the packets that reach it (xt_statistic: the counter moves only when the match runs). Handles
- * the forms the iptables target emits for vip services: -d, -p, -m tcp/udp --dport, -m statistic nth,
- * -m mark, -j LBC-* (jump and return), -j DNAT.
- */
-class NatSim {
-  private chains = new Map<string, string[][]>();
-  private counters = new Map<string[], number>();
-  constructor(rulesFile: string) {
-    let table = '';
-    for (const line of rulesFile.split('\n')) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (table === 'nat' && line.startsWith('-A ')) {
-        const t = line.split(' ');
-        if (!this.chains.has(t[1])) this.chains.set(t[1], []);
-        this.chains.get(t[1])!.push(t.slice(2));
-      }
-    }
-  }
-  connect(daddr: string, proto: string, dport: number, mark = 0): string | null {
-    return this.visit('LBC-PREROUTING', daddr, proto, dport, mark, 0);
-  }
-  private visit(chain: string, daddr: string, proto: string, dport: number, mark: number, depth: number): string | null {
-    if (depth > 10) throw new Error('loop');
-    for (const r of this.chains.get(chain) ?? []) {
-      let ok = true;
-      for (let i = 0; ok && i < r.length; i++) {
-        const a = r[i];
-        const v = r[i + 1];
-        if (a === '-d') {
-          const [net, len] = v.split('/');
-          const toN = (x: string) => x.split('.').reduce((s, o) => s * 256 + Number(o), 0);
-          const span = 2 ** (32 - Number(len));
-          ok = Math.floor(toN(net) / span) === Math.floor(toN(daddr) / span);
-          i++;
-        } else if (a === '-p') {
-          ok = v === proto;
-          i++;
-        } else if (a === '--dport') {
-          const [lo, hi] = v.split(':').map(Number);
-          ok = dport >= lo && dport <= (hi ?? lo);
-          i++;
-        } else if (a === '--mode' && v === 'nth') {
-          const every = Number(r[i + 3]);
-          expect(r[i + 4]).toBe('--packet');
-          const seen = this.counters.get(r) ?? 0;
-          this.counters.set(r, seen + 1);
-          ok = seen % every === Number(r[i + 5]);
-          i += 5;
-        } else if (a === '--mark') {
-          ok = Number(v) === mark;
-          i++;
-        } else if (a === '-j') {
-          if (v.startsWith('LBC-')) {
-            const res = this.visit(v, daddr, proto, dport, mark, depth + 1);
-            if (res) return res;
-            ok = false;
-          } else if (v === 'DNAT') {
-            return r[i + 3];
-          } else {
-            throw new Error(`unexpected target ${v}`);
-          }
-        } else if (a === '-m' || a === '--mode' || a === '--probability') {
-          if (a !== '-m') throw new Error(`random is not simulated: ${r.join(' ')}`);
-          i++;
-        } else {
-          throw new Error(`unexpected match ${a} in ${r.join(' ')}`);
-        }
-      }
-    }
-    return null;
-  }
-}
-
 describe('inline services in the dispatch tree (more than FLAT_MAX services)', () => {
   const vip = (i: number) => `10.96.${(i >> 8) & 255}.${i & 255}`;
   /** n services; weights vary so the nth cascades differ in length; every 17th is hash, every 29th random. */
@@ -326,7 +258,7 @@ describe('inline services in the dispatch tree (more than FLAT_MAX services)', (
     }
     // The hash services' mark rules are inline too, and mangle still marks them.
     expect(out).toContain(`-A LBC-T-`);
-    expect(out).toMatch(new RegExp(`-d ${vip(6)}/32 -p tcp -m tcp --dport 80 -m mark --mark 0x${MARK_BASE.toString(16)} -j DNAT`));
+    expect(out).toMatch(new RegExp(`-d ${vip(6)}/32 -p tcp -m tcp --dport 80 -m mark --mark 0x${MARK_BASE.toString(16)}(/0x[0-9a-f]+)? -j DNAT`));
     expect(out).toMatch(new RegExp(`^-A LBC-\\S+ -d ${vip(6)}/32 -p tcp -m tcp --dport 80 -j HMARK `, 'm'));
     // The description comment goes with the service's rules.
     expect(out).toMatch(/^# service s0: 10\.96\.0\.1 tcp\/80, mode nth, 2 backend\(s\)\n-A LBC-T-\S+ -d 10\.96\.0\.1\/32 /m);
@@ -365,8 +297,11 @@ describe('inline services in the dispatch tree (more than FLAT_MAX services)', (
     const out = rulesOf(compileForTarget(iptablesTarget, ir(...specs)).files);
     const sim = new NatSim(out);
     for (const i of [0, 50, 99]) {
-      const slots = expandSlots(specs[i].backends.map((b) => b.weight ?? 1));
-      slots.forEach((bi, k) => expect(sim.connect(vip(i + 1), 'tcp', 80, MARK_BASE + k)).toBe(`${specs[i].backends[bi].address}:8080`));
+      for (const block of markBlocks(specs[i].backends.map((b) => b.weight ?? 1))) {
+        for (let v = block.offset; v < block.offset + block.size; v++) {
+          expect(sim.connect(vip(i + 1), 'tcp', 80, MARK_BASE + v)).toBe(`${specs[i].backends[block.backend].address}:8080`);
+        }
+      }
     }
   });
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { compileForTarget } from '../../src/targets/target.js';
 import { pfTarget } from '../../src/targets/pf/index.js';
 import { pfOpenbsdTarget } from '../../src/targets/pf-openbsd/index.js';
+import { pfFreebsd15Target } from '../../src/targets/pf-freebsd15/index.js';
 import { TARGETS } from '../../src/targets/registry.js';
 import { ir, seed000, service } from '../roundtrip/pf-ir.js';
 
@@ -10,9 +11,18 @@ const errors = (t: typeof pfTarget, svc: ReturnType<typeof service>) =>
   compileForTarget(t, ir(svc)).diagnostics.filter((d) => d.severity === 'error');
 
 describe('pf capability table', () => {
-  it('is registered under both names', () => {
+  it('is registered under every name', () => {
     expect(TARGETS.get('pf')).toBe(pfTarget);
     expect(TARGETS.get('pf-openbsd')).toBe(pfOpenbsdTarget);
+    expect(TARGETS.get('pf-freebsd15')).toBe(pfFreebsd15Target);
+  });
+
+  it('random over one CIDR block is flagged as the rotation FreeBSD rdr makes of it', () => {
+    const svc = service({ name: 'r', vip: '192.0.2.1', mode: 'random', backends: [{ address: '10.0.0.4' }, { address: '10.0.0.5' }] });
+    const res = compileForTarget(pfTarget, ir(svc));
+    expect(res.diagnostics.map((d) => [d.code, d.severity])).toEqual([['LBC3002', 'warning']]);
+    expect(res.diagnostics[0].message).toMatch(/steps through the block in turn/);
+    expect(res.files[0].content).toMatch(/^# approximation: a classic rdr "random" pool steps through the block/m);
   });
 
   it('seed 000 is refused with the reason and the alternatives', () => {

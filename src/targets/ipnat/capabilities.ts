@@ -71,7 +71,7 @@ export const capabilities: CapabilityTable = {
         instead: 'use smaller weights with the same ratios (e.g. 1 and 3 rather than 100 and 300) or fewer distinct ratios',
       };
     }
-    return { level: 'yes', note: 'a backend of weight w gets w round-robin rules (told apart by a tag, which rdr rules only set on packets), so it gets w turns of every rotation' };
+    return { level: 'yes', note: 'a backend of weight w gets w round-robin rules (told apart by their tags), so it gets w turns of every rotation' };
   },
   sticky: (svc) => ({
     level: 'approx',

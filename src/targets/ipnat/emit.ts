@@ -13,8 +13,17 @@
  *   the rule that made a translation moves to the end of its hash bucket
  *   (ipf_nat_add), so the rules take turns in file order. A weight w is w
  *   rules; identical rules are refused by the kernel (SIOCADNAT: EEXIST from
- *   ipf_nat_cmp_rules), so repeats carry a `tag`, which rdr rules only set
- *   on translated packets (ipf_nat_in) and which nothing here matches.
+ *   ipf_nat_cmp_rules), and each rule's `tag` (below) tells repeats apart.
+ * - Every rdr rule carries a `tag` (ipnat_y.y rdroptions), which the kernel
+ *   puts on every packet the rule translates (ip_nat.c ipf_nat_in:
+ *   fin_nattag = &np->in_tag); each pass rule in ipf.rules requires that tag
+ *   with match-tag(nat=TAG) (ipf_y.y intag, after keep state; fil.c
+ *   ipf_scanlist skips an inbound rule whose fr_nattag differs), so it admits
+ *   exactly the redirected connections, not any traffic addressed to a
+ *   backend. Tags are `lbc` + 7 hex digits of the service name's SHA-256
+ *   (+ `_N` for the N-th rule to the same backend): at most 15 characters,
+ *   which ipnat and ipf both keep whole, and only letters, digits and `_`,
+ *   which their lexer (sbin/ipf/common/lexer.c) reads as one word.
  * - `sticky` needs round-robin (ipnat_y.y: "'sticky' for use with
  *   round-robin/IP splitting only"); it pins the rule, so sticky services
  *   always use one rule per turn.
@@ -23,6 +32,7 @@
  *   `flags S/SA` rather than `flags S`: the latter compares all flag bits and
  *   would refuse SYNs carrying ECN bits.
  */
+import { createHash } from 'node:crypto';
 import type { Backend, IR, Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { OutputFile } from '../target.js';
@@ -50,6 +60,12 @@ function destinationOf(svc: Service, b: Backend): { rhs: string; filterDst: stri
 }
 
 
+/** The tag of the `copy`-th rdr rule of `svc` to one backend (see the header). */
+export function natTag(svc: Service, copy: number): string {
+  const base = `lbc${createHash('sha256').update(svc.name).digest('hex').slice(0, 7)}`;
+  return copy === 1 ? base : `${base}_${copy}`;
+}
+
 function consecutivePorts(backends: Backend[]): boolean {
   return backends.every((b, i) => b.port === backends[0].port + i);
 }
@@ -64,10 +80,10 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
   const dests = prim.map((b) => destinationOf(svc, b));
   const notes: string[] = [];
   const rules: string[] = [];
-  /** (filter destination, port) the rules send traffic to, in order of first use. */
-  const targets: { dst: string; port: number }[] = [];
-  const target = (dst: string, port: number) => {
-    if (!targets.some((t) => t.dst === dst && t.port === port)) targets.push({ dst, port });
+  /** (filter destination, port, tag) the rules send traffic to, in order of first use. */
+  const targets: { dst: string; port: number; tag: string }[] = [];
+  const target = (dst: string, port: number, tag: string) => {
+    if (!targets.some((t) => t.dst === dst && t.port === port && t.tag === tag)) targets.push({ dst, port, tag });
   };
 
   const sameDest = dests.every((d) => d.rhs === dests[0].rhs);
@@ -76,13 +92,13 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
     const lo = prim[0].port;
     const hi = prim[prim.length - 1].port;
     notes.push(`one rule hands out ports ${lo}-${hi} in turn, one per new connection`);
-    rules.push(`${left} ${dests[0].rhs} port ${lo}-${hi} ${proto}`);
-    prim.forEach((b) => target(dests[0].filterDst, b.port));
+    rules.push(`${left} ${dests[0].rhs} port ${lo}-${hi} ${proto} tag ${natTag(svc, 1)}`);
+    prim.forEach((b) => target(dests[0].filterDst, b.port, natTag(svc, 1)));
   } else {
     const turns = reducedWeights(prim.map((b) => b.weight));
     const order = prim.length === 1 ? [0] : smoothOrder(turns);
     const rotate = prim.length > 1 || svc.sticky !== null;
-    if (turns.some((t) => t > 1)) notes.push('a backend with w turns has w rules; repeats differ only by a tag');
+    if (turns.some((t) => t > 1)) notes.push('a backend with w turns has w rules, told apart by their tags');
     const seen = new Map<string, number>();
     for (const i of order) {
       const b = prim[i];
@@ -93,9 +109,10 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
       const opts: string[] = [proto];
       if (rotate) opts.push('round-robin');
       if (svc.sticky) opts.push('sticky');
-      if (copy > 1) opts.push(`tag lbc${copy}`);
+      // rdroptions order in ipnat_y.y: round-robin, frag, age, sticky, mssclamp, proxy, tag, purge.
+      opts.push(`tag ${natTag(svc, copy)}`);
       rules.push(`${left} ${d.rhs} port ${b.port} ${opts.join(' ')}`);
-      target(d.filterDst, b.port);
+      target(d.filterDst, b.port, natTag(svc, copy));
     }
   }
   if (svc.sticky) {
@@ -112,9 +129,9 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
   const flags = proto === 'tcp' ? ' flags S/SA' : '';
   for (let i = 0; i < targets.length; ) {
     let j = i;
-    while (j + 1 < targets.length && targets[j + 1].dst === targets[i].dst && targets[j + 1].port === targets[j].port + 1) j++;
+    while (j + 1 < targets.length && targets[j + 1].dst === targets[i].dst && targets[j + 1].tag === targets[i].tag && targets[j + 1].port === targets[j].port + 1) j++;
     const ports = i === j ? `port = ${targets[i].port}` : `port ${targets[i].port}:${targets[j].port}`;
-    pass.push(`pass in quick on ${iface} proto ${proto} from any to ${targets[i].dst} ${ports}${flags} keep state`);
+    pass.push(`pass in quick on ${iface} proto ${proto} from any to ${targets[i].dst} ${ports}${flags} keep state match-tag(nat=${targets[i].tag})`);
     i = j + 1;
   }
   const title = commentText(`service ${svc.name}: ${vip.address}/${vip.prefixLength} port ${svc.port}/${proto} on ${iface}`);
@@ -147,7 +164,8 @@ export function emitIpnat(ir: IR): OutputFile[] {
       ...header,
       'IPFilter filter rules (ipf.conf(5)) for the redirections in ipnat.rules; load with: ipf -f ipf.rules',
       'They are quick pass rules: put them before any rule that would block this traffic.',
-      "Each service's rules let its redirected connections in: the filter sees the translated destination.",
+      "Each service's rules let its redirected connections in: the filter sees the translated destination,",
+      'and match-tag requires the tag of the rdr rule that translated the packet, so nothing else gets in.',
     ],
     services: blocks.map((b) => b.filter),
   });

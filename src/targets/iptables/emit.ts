@@ -22,7 +22,8 @@ import type { OutputFile } from '../target.js';
 import { commentText, headerLines } from '../text.js';
 import { renderTemplate } from '../template.js';
 import { buildTree, FLAT_MAX, type TreeItem } from './tree.js';
-import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
+import { markBlocks, randomProbabilities, type MarkBlock } from './slots.js';
+import { rotationPlan, type RotationPlan } from './rotation.js';
 import { appendAll } from '../arrays.js';
 
 export interface Flavor {
@@ -48,8 +49,10 @@ export const ENTRY_POINTS: ReadonlyArray<readonly [string, string, string]> = [
 ];
 
 /**
- * First HMARK mark value; slot k of a hash service is marked MARK_BASE + k. A high, recognisable
+ * First HMARK mark value; hash value v of a service is marked MARK_BASE + v. A high, recognisable
  * base keeps clear of the small marks policy routing usually uses and of kube-proxy's 0x4000 bit.
+ * Its low 17 bits are zero, so every mark block (slots.ts markBlocks, at most 2^9 values for weights
+ * up to 1000) stays aligned after the base is added.
  */
 export const MARK_BASE = 0x4c420000;
 
@@ -91,9 +94,19 @@ function natAction(svc: Service, b: Backend): string {
   return `-j DNAT --to-destination ${destination(svc.family, b.address, b.port)}`;
 }
 
-function hmarkAction(svc: Service, slots: number): string {
+function hmarkAction(svc: Service, modulus: number): string {
   const tuple = svc.hashFields.map((f) => HMARK_TUPLE[f]).join(',');
-  return `-j HMARK --hmark-tuple ${tuple} --hmark-mod ${slots} --hmark-offset 0x${MARK_BASE.toString(16)} --hmark-rnd ${hmarkSeed(svc.name)}`;
+  return `-j HMARK --hmark-tuple ${tuple} --hmark-mod ${modulus} --hmark-offset 0x${MARK_BASE.toString(16)} --hmark-rnd ${hmarkSeed(svc.name)}`;
+}
+
+/** `--mark VALUE/MASK` for one block of hash values (aligned to its power-of-two size). */
+function markMatch(block: MarkBlock): string {
+  const value = MARK_BASE + block.offset;
+  if (value % block.size !== 0) throw new Error('lbc: mark block not aligned; please report this');
+  // Written as iptables-save prints it (libxt_mark: no mask when it is 0xffffffff), so a save compares equal.
+  if (block.size === 1) return `-m mark --mark 0x${value.toString(16)}`;
+  const mask = (0xffffffff - (block.size - 1)) >>> 0;
+  return `-m mark --mark 0x${value.toString(16)}/0x${mask.toString(16)}`;
 }
 
 interface Table {
@@ -101,14 +114,15 @@ interface Table {
   lines: string[];
 }
 
-function describeService(svc: Service): string {
+function describeService(svc: Service, rotation: RotationPlan | null): string {
   const vip = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : 'any local address';
   const prim = primaries(svc);
   const skipped = svc.backends.length - prim.length;
   return commentText(
     `service ${svc.name}: ${vip} ${svc.protocol}/${svc.port}${svc.interface ? ` in on ${svc.interface}` : ''}, mode ${svc.mode}` +
       `${svc.mode === 'hash' ? ` (${svc.hashFields.join(',')})` : ''}${svc.sticky ? `, sticky ${svc.sticky.timeoutSeconds}s` : ''}` +
-      `${svc.local ? ', also local' : ''}, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}`,
+      `${svc.local ? ', also local' : ''}, ${prim.length} backend(s)${skipped ? `, ${skipped} backup(s) left to lbc agent` : ''}` +
+      `${rotation && rotation.rules.length < rotation.period ? `, exact rotation over ${rotation.period} connections in ${rotation.rules.length} rules` : ''}`,
   );
 }
 
@@ -132,8 +146,11 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   for (const svc of services) {
     const prim = primaries(svc);
     const chain = serviceChain(svc);
-    const slots = svc.mode === 'random' ? [] : expandSlots(prim.map((b) => b.weight));
-    const hashed = svc.mode === 'hash' && slots.length > 1;
+    const weights = prim.map((b) => b.weight);
+    const rotation = svc.mode === 'nth' ? rotationPlan(weights) : null;
+    const blocks = svc.mode === 'hash' ? markBlocks(weights) : [];
+    const modulus = blocks.reduce((s, b) => s + b.size, 0);
+    const hashed = blocks.length > 1;
 
     const addDispatch = (dst: { tree: TreeItem[]; rest: string[] }, rules: string[], hook: 'pre' | 'out', comment?: string) => {
       const full = rules.map((r) => `${serviceMatch(svc, hook)} ${r}`);
@@ -141,8 +158,8 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       else appendAll(dst.rest, full);
     };
     if (hashed) {
-      addDispatch(manglePre, [hmarkAction(svc, slots.length)], 'pre');
-      if (svc.local) addDispatch(mangleOut, [hmarkAction(svc, slots.length)], 'out');
+      addDispatch(manglePre, [hmarkAction(svc, modulus)], 'pre');
+      if (svc.local) addDispatch(mangleOut, [hmarkAction(svc, modulus)], 'out');
     }
 
     // The balancing rules without the service match: what goes into the service chain, or, inline, after
@@ -169,29 +186,30 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
         const cond = i < probs.length ? `-m statistic --mode random --probability ${probs[i]} ` : '';
         body.push(`${proto}${cond}${action(b)}`);
       });
-    } else if (svc.mode === 'nth') {
-      const every = nthEvery(slots.length);
-      slots.forEach((bi, k) => {
-        const cond = k < every.length ? `-m statistic --mode nth --every ${every[k]} --packet 0 ` : '';
-        body.push(`${proto}${cond}${action(prim[bi])}`);
-      });
+    } else if (rotation) {
+      // The plain cascade, or past PLAIN_MAX slots the composed one; rotation.ts proves both exact.
+      for (const r of rotation.rules) {
+        const cond = r.every === null ? '' : `-m statistic --mode nth --every ${r.every} --packet 0 `;
+        body.push(`${proto}${cond}${action(prim[r.backend])}`);
+      }
     } else {
-      // HMARK marked the connection's first packet MARK_BASE + slot in mangle; the last slot is
-      // unconditional so a packet whose mark was changed in between still reaches a backend.
-      slots.forEach((bi, k) => {
-        const cond = k < slots.length - 1 ? `-m mark --mark 0x${(MARK_BASE + k).toString(16)} ` : '';
-        body.push(`${proto}${cond}${action(prim[bi])}`);
+      // HMARK marked the connection's first packet MARK_BASE + (hash mod W) in mangle; each block of
+      // values is one value/mask match. The last block is unconditional, so a packet whose mark was
+      // changed in between still reaches a backend.
+      blocks.forEach((block, k) => {
+        const cond = k < blocks.length - 1 ? `${markMatch(block)} ` : '';
+        body.push(`${proto}${cond}${action(prim[block.backend])}`);
       });
     }
 
     if (inlined) {
-      addDispatch(natPre, body, 'pre', describeService(svc));
+      addDispatch(natPre, body, 'pre', describeService(svc, rotation));
       continue;
     }
     serviceChains.push(chain);
     addDispatch(natPre, [`-j ${chain}`], 'pre');
     if (svc.local) addDispatch(natOut, [`-j ${chain}`], 'out');
-    serviceLines.push(`# ${describeService(svc)}`);
+    serviceLines.push(`# ${describeService(svc, rotation)}`);
     for (const r of body) serviceLines.push(`-A ${chain} ${r}`);
     if (svc.sticky) {
       for (const b of prim) {
@@ -258,7 +276,7 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   if (sets.length) header.push(`Needs the ipset sets of ${flavor.ipsetFile}, loaded first: ipset restore -exist < ${flavor.ipsetFile}`);
   if (mangle.chains.length) {
     header.push(
-      `Mode hash sets the packet mark (HMARK, 0x${MARK_BASE.toString(16)} + slot) on the first packet of each new`,
+      `Mode hash sets the packet mark (HMARK, 0x${MARK_BASE.toString(16)} + hash mod W) on the first packet of each new`,
       'connection to a hash service, replacing any mark set before; later packets are not marked.',
     );
   }

@@ -9,22 +9,25 @@ import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
 import { applyIptables } from './apply.js';
 import { iptablesStatus, planIptables, removeIptables } from './lifecycle.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
-import { MAX_SLOTS, slotCount } from './slots.js';
+import { MAX_ROTATION_RULES, rotationPlan } from './rotation.js';
 
-/** nth and hash expand to one rule per slot (weights over their gcd); refuse absurd counts. */
-function slotLimit(svc: Service): Support {
-  const slots = slotCount(primaries(svc).map((b) => b.weight));
-  if (slots <= MAX_SLOTS) return { level: 'yes' };
+/**
+ * nth is exact for every weight sum (rotation.ts); only a rotation that would need more than
+ * MAX_ROTATION_RULES rules is refused, for its size. hash needs Σ popcount(w_i) mark rules (slots.ts
+ * markBlocks), a few per backend, so it has no limit.
+ */
+function rotationLimit(svc: Service): Support {
+  const rules = rotationPlan(primaries(svc).map((b) => b.weight)).rules.length;
+  if (rules <= MAX_ROTATION_RULES) return { level: 'yes' };
   return {
     level: 'no',
-    why: `mode ${svc.mode} with these weights needs ${slots} slots (one rule each; the limit is ${MAX_SLOTS})`,
+    why: `the exact rotation over these weights needs ${rules} rules (the limit is ${MAX_ROTATION_RULES})`,
     instead: 'use mode random (the same long-run shares, one rule per backend), or weights with a smaller sum after dividing by their common factor',
   };
 }
 
 const capabilities: CapabilityTable = {
-  'mode.nth': slotLimit,
-  'mode.hash': slotLimit,
+  'mode.nth': rotationLimit,
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
   backup: { level: 'yes', note: 'backup backends get no rules; `lbc agent` recompiles with them when every primary is down' },
 };

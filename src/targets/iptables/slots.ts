@@ -1,16 +1,9 @@
 /**
- * Turning backend weights into netfilter rule parameters: the slot sequence
- * for `statistic --mode nth` and HMARK, and the probabilities for
+ * Turning backend weights into netfilter rule parameters: the slot sequence of
+ * the plain `statistic --mode nth` cascade (rotation.ts composes larger ones),
+ * the aligned blocks of HMARK values for mode hash, and the probabilities for
  * `statistic --mode random`. Pure functions, unit-tested on their own.
  */
-
-/**
- * Most slots (rules walked by a new connection, in the worst case) a service may
- * expand to in mode nth or hash. Beyond this the per-connection cost and the
- * ruleset size stop being reasonable; mode random gives the same long-run shares
- * with one rule per backend.
- */
-export const MAX_SLOTS = 256;
 
 import { reduceWeights, smoothOrder } from '../weights.js';
 
@@ -43,6 +36,38 @@ export function nthEvery(slots: number): number[] {
   const out: number[] = [];
   for (let every = slots; every >= 2; every--) out.push(every);
   return out;
+}
+
+/** One `-m mark --mark VALUE/MASK` match of a hash service: the HMARK values offset … offset + size − 1. */
+export interface MarkBlock {
+  /** First value of the block (0-based, before the mark base is added). */
+  offset: number;
+  /** A power of two; the block is aligned to it, so one value/mask match covers it. */
+  size: number;
+  /** Index into the weights. */
+  backend: number;
+}
+
+/**
+ * The HMARK values 0 … W−1 (W the reduced weight sum, HMARK's --hmark-mod) shared out as aligned
+ * power-of-two blocks: backend i owns one block per 1-bit of its reduced weight w_i, so exactly w_i of
+ * the W values, in popcount(w_i) blocks. Blocks are laid out largest first; every block then starts at a
+ * multiple of its size (the sizes before it are larger powers of two, so their sum is one), which is what
+ * a value/mask match needs. So a hash service needs Σ popcount(w_i) mark rules (at most 10 per backend
+ * for weights up to 1000) instead of one per value, with exactly the same shares.
+ */
+export function markBlocks(weights: readonly number[]): MarkBlock[] {
+  const pieces: { size: number; backend: number }[] = [];
+  reduceWeights(weights).forEach((w, backend) => {
+    for (let bit = 30; bit >= 0; bit--) if (w & (2 ** bit)) pieces.push({ size: 2 ** bit, backend });
+  });
+  pieces.sort((a, b) => b.size - a.size || a.backend - b.backend);
+  let offset = 0;
+  return pieces.map((p) => {
+    const block = { offset, size: p.size, backend: p.backend };
+    offset += p.size;
+    return block;
+  });
 }
 
 /**

@@ -128,6 +128,21 @@ export function keepState(svc: Service): string {
   return svc.sticky ? `keep state (src.track ${svc.sticky.timeoutSeconds})` : 'keep state';
 }
 
+/**
+ * IPv6 local backends are refused on every pf target: ::1 is dropped by the IPv6 input path when it
+ * arrives on another interface (ip6_input.c address-scope check), so the rule could never deliver.
+ */
+export function localBackendSupport(svc: Service, ipv4Note: string): Support {
+  if (svc.family === 'ipv6') {
+    return {
+      level: 'no',
+      why: 'an IPv6 local backend would be redirected to ::1, and the IPv6 input path drops packets for the loopback address that arrive on any other interface (ip6_input.c address-scope check), so the rule could never deliver',
+      instead: 'list the instance under an IPv6 address of this host (e.g. the vip itself) as an ordinary backend address',
+    };
+  }
+  return { level: 'yes', note: ipv4Note };
+}
+
 /** BSD interface names start with a letter; ':' and '-' would be read as modifiers in `(IF)`. */
 export function interfaceSupport(svc: Service): Support {
   if (svc.interface && !/^[A-Za-z][A-Za-z0-9_.]{0,14}$/.test(svc.interface)) {

@@ -14,17 +14,28 @@ import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import {
-  MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
+  MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, poolName,
   reducedWeights, serviceComment, smoothOrder,
 } from './common.js';
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
 
+/**
+ * FreeBSD's rdr calls pf_map_addr() without an init_addr (pf_lb.c pf_get_translation, case PF_RDR), and
+ * PF_POOL_RANDOM draws a random address only when one is given; otherwise it steps rpool->counter
+ * (PF_AINC) and masks it into the block. So a `random` rdr pool hands out the block's addresses in
+ * turn: every address gets its share, but the sequence is a fixed rotation, not independent draws.
+ */
+export const RANDOM_BLOCK_NOTE =
+  'a classic rdr "random" pool steps through the block in turn (FreeBSD pf_lb.c: pf_map_addr without init_addr increments the pool counter), so every backend gets its share but the choice is a fixed rotation, not an independent random draw per connection';
+
 export const pfCapabilities: CapabilityTable = {
   'mode.nth': { level: 'yes', note: 'round-robin pool: the next backend for every new connection (new source with sticky)' },
   'mode.random': (svc) =>
     exactBlock(svc)
-      ? { level: 'yes', note: 'random pool over the one CIDR block the backends make up' }
+      ? primaries(svc).length === 1
+        ? { level: 'yes', note: 'one backend: no choice to make' }
+        : { level: 'approx', note: RANDOM_BLOCK_NOTE }
       : no(
           'a classic rdr rule takes random only over a single CIDR block; a list or a table forces round-robin (pf.conf(5) POOL OPTIONS; pfctl: "only round-robin valid for multiple redirection addresses")',
           'use --target pf-openbsd (weighted random by probability rules), mode nth (round-robin, same long-run shares), or backends that make up exactly one CIDR block',
@@ -65,14 +76,7 @@ export const pfCapabilities: CapabilityTable = {
       ? { level: 'approx', note: `matches the addresses of ${svc.interface} ("to (${svc.interface})", updated when they change), not every local address` }
       : no('a translation rule needs a destination and pf has no "any local address" short of listing them', 'give the service a vip, or an interface (the rule then matches that interface\'s addresses)'),
   interface: interfaceSupport,
-  'backend.local': (svc) =>
-    svc.family === 'ipv6'
-      ? {
-          level: 'no',
-          why: 'an IPv6 local backend would be redirected to ::1, and the IPv6 input path drops packets for the loopback address that arrive on any other interface (ip6_input.c address-scope check), so the rule could never deliver',
-          instead: 'list the instance under an IPv6 address of this host (e.g. the vip itself) as an ordinary backend address',
-        }
-      : { level: 'yes', note: 'redirected to the loopback address (pf.conf(5) TRANSLATION: redirections may go "to the firewall itself")' },
+  'backend.local': (svc) => localBackendSupport(svc, 'redirected to the loopback address (pf.conf(5) TRANSLATION: redirections may go "to the firewall itself")'),
   'backend.ports-differ': no(
     'a FreeBSD rdr rule has one redirection port for its whole pool ("-> pool port P"), and a port range there maps the matched port by offset, it does not rotate (pf_lb.c: nport = (dport - dst.port[0]) % size + proxy_port[0])',
     'use --target pf-openbsd (one probability rule per backend) or --target ipnat, or give every instance its own address (e.g. loopback aliases 127.0.0.2, 127.0.0.3, …) on one port',
@@ -121,7 +125,10 @@ function serviceBlock(svc: Service): Block {
     const single = prim.length === 1;
     const target = single ? block.address : `${block.address}/${block.prefixLength}`;
     if (single) pool = `${target} port ${port}`;
-    else if (svc.mode === 'random') pool = `${target} port ${port} random${svc.sticky ? ' sticky-address' : ''}`;
+    else if (svc.mode === 'random') {
+      comment.push(`approximation: ${RANDOM_BLOCK_NOTE}`);
+      pool = `${target} port ${port} random${svc.sticky ? ' sticky-address' : ''}`;
+    }
     else pool = `${target} port ${port} source-hash ${hashKey(svc)}`;
   }
   const on = svc.interface ? ` on ${svc.interface}` : '';

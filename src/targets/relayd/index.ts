@@ -29,7 +29,27 @@
  *   read so far (check_tcp.c), so "E*" means "the answer starts with E";
  * - there is no rise count: one passed check brings a host up;
  * - mode source-hash takes a key ("0x" + 32 hex digits or a string, MD5-hashed);
- *   without one relayd draws a random key at every start.
+ *   without one relayd draws a random key at every start;
+ * - `check icmp` pings the hosts (check_icmp.c, ICMP or ICMPv6 by family): the one check relayd has that
+ *   a UDP-only host can pass (check tcp is a TCP connect, relayd.conf.5 TABLES);
+ * - relayd sets the established-TCP timeout of its rule to the redirection's `session timeout`
+ *   (pfe_filter.c sync_ruleset: rio.rule.timeout[PFTM_TCP_ESTABLISHED] = rdr->conf.timeout, TCP only;
+ *   600 s unless set, relayd.conf.5 REDIRECTIONS), so an idle TCP connection through relayd would be
+ *   dropped after 10 minutes; lbc writes pf's own default, 86400 s (pf.conf(5) OPTIONS, tcp.established),
+ *   as its pf targets leave it, since the spec has no idle timeout for connections.
+ *
+ * Two flavours (targets relayd and relayd-freebsd), decided from the FreeBSD port (net/relayd; its
+ * pfe_filter.c, in files/patch-relayd-pfe_filter.c and later in the port's own source tree):
+ * - OpenBSD relayd loads `pass in quick … rdr-to <table>` rules with the redirection's mode
+ *   (roundrobin, random, source-hash with its key, least-states) into the anchor relayd/NAME; pf.conf
+ *   needs only `anchor "relayd/*"`.
+ * - The FreeBSD port loads classic `rdr` rules (action PF_RDR in the rdr ruleset, so pf.conf needs
+ *   `rdr-anchor "relayd/*"`), sets `rio.rule.rpool.opts = PF_POOL_ROUNDROBIN` whatever the mode (plus
+ *   PF_POOL_STICKYADDR for sticky-address) and ignores the hash key: random becomes round-robin and
+ *   source-hash is not available. Its rdr rules do not pass the traffic, so pf.conf needs pass rules;
+ *   relayd puts the redirection's `pftag` on the rdr rule (rio.rule.tagname), and the pass rules match
+ *   that tag (`tagged`), so they pass exactly the redirected connections, not any traffic sent to a
+ *   backend's address and port (pf.conf(5) tag/tagged; pf_lb.c pf_match_translation tags the packet).
  */
 import { createHash } from 'node:crypto';
 import { primaries, type Backend, type HealthCheck, type IR, type Service } from '../../ir/types.js';
@@ -39,8 +59,23 @@ import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
 
 
-const NAME = 'relayd';
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
+
+interface RelaydFlavour {
+  target: 'relayd' | 'relayd-freebsd';
+  title: string;
+  /** The FreeBSD port: classic rdr rules, always round-robin, pass rules by tag. */
+  freebsd: boolean;
+}
+
+/** pf's default for established TCP states (pf.conf(5) OPTIONS); relayd's own default is 600 s. */
+export const SESSION_TIMEOUT = 86400;
+
+const ICMP_NOTE =
+  'this UDP service has no health check, and relayd needs one per table: lbc writes check icmp (check tcp would mark every UDP-only host down), so a host counts as up while it answers ping, whether or not the UDP service runs';
+
+/** The pf tag the FreeBSD port's rdr rule sets and the pass rules match (PF_TAG_NAME_SIZE is 64). */
+export const pfTag = (svc: Service) => `lbc-${svc.name}`;
 
 export const DEFAULT_CHECK: HealthCheck = { check: 'tcp', intervalMs: 10000, timeoutMs: 200, rise: 1, fall: 1, port: null, http: null, banner: null };
 
@@ -84,37 +119,49 @@ function healthApprox(svc: Service): string[] {
   return [...notes];
 }
 
-export const capabilities: CapabilityTable = {
-  'mode.nth': { level: 'yes', note: 'mode roundrobin over the live hosts' },
-  'mode.hash': { level: 'yes', note: 'mode source-hash with a key derived from the service name' },
-  'hash.fields': no('relayd redirections hash the source address only (mode source-hash)', 'use hash: [saddr], or a netfilter target'),
-  weights: no('relayd tables have no weights', 'use --target pf-openbsd (weighted rules) with `lbc agent`, or equal weights'),
-  'backend.ports-differ': no(
-    'relayd forwards a table to one port, and the backup table must use the same port (parse.y: "uses two different ports for its table and backup table")',
-    'give every backend the same port, or use --target ipnat',
-  ),
-  'vip.none': no('"listen on" needs an address', 'give the service a vip'),
-  'vip.cidr': no('"listen on" takes one address', 'give the service a single-address vip'),
-  local: no('pf does not translate connections the balancer opens itself', 'connect to a backend directly'),
-  sticky: {
-    level: 'approx',
-    note: 'sticky-address keeps a client on its host while pf keeps its source node; the idle lifetime is pf\'s global "set timeout src.track", not the spec\'s timeout',
-  },
-  health: (svc: Service): Support => {
-    const p = healthProblem(svc);
-    if (p) return no(p, 'use the same check on every backend of a table, or `lbc agent` with --target pf or pf-openbsd');
-    const a = healthApprox(svc);
-    return a.length ? { level: 'approx', note: a.join('; ') } : { level: 'yes' };
-  },
-  'backup.port': no(
-    'a backup takes the place of the primaries in the same pool (the table the agent or relayd refills), and that pool has one port',
-    'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
-  ),
-  backup: (svc: Service): Support => {
-    const p = healthProblem(svc);
-    return p ? no(p, 'give the primaries a health check') : { level: 'yes', note: 'the second "forward to" is relayd\'s backup table' };
-  },
-};
+const unchecked = (svc: Service) => [primaries(svc), svc.backends.filter((b) => b.backup)].some((g) => g.length > 0 && !g[0].health);
+
+const FREEBSD_ROUNDROBIN = 'the FreeBSD port of relayd loads every redirection as a round-robin pool (pfe_filter.c under __FreeBSD__: rpool.opts = PF_POOL_ROUNDROBIN, the mode and hash key are not used)';
+
+function capabilitiesFor(f: RelaydFlavour): CapabilityTable {
+  return {
+    'mode.nth': { level: 'yes', note: 'mode roundrobin over the live hosts' },
+    'mode.random': f.freebsd
+      ? { level: 'approx', note: `${FREEBSD_ROUNDROBIN}: connections rotate over the live hosts, the same long-run shares as random but not drawn at random; lbc writes mode roundrobin, which is what happens` }
+      : { level: 'yes', note: 'mode random over the live hosts' },
+    'mode.hash': f.freebsd
+      ? no(`${FREEBSD_ROUNDROBIN}, so a client would not keep its backend`, 'use mode nth with sticky (sticky-address keeps a client on its host), --target relayd on OpenBSD, or --target pf with `lbc agent` (source-hash over one CIDR block)')
+      : { level: 'yes', note: 'mode source-hash with a key derived from the service name' },
+    'protocol.udp': (svc) => (unchecked(svc) ? { level: 'approx', note: ICMP_NOTE } : { level: 'yes' }),
+    'hash.fields': no('relayd redirections hash the source address only (mode source-hash)', 'use hash: [saddr], or a netfilter target'),
+    weights: no('relayd tables have no weights', 'use --target pf-openbsd (weighted tables) with `lbc agent`, or equal weights'),
+    'backend.ports-differ': no(
+      'relayd forwards a table to one port, and the backup table must use the same port (parse.y: "uses two different ports for its table and backup table")',
+      'give every backend the same port, or use --target ipnat',
+    ),
+    'vip.none': no('"listen on" needs an address', 'give the service a vip'),
+    'vip.cidr': no('"listen on" takes one address', 'give the service a single-address vip'),
+    local: no('pf does not translate connections the balancer opens itself', 'connect to a backend directly'),
+    sticky: {
+      level: 'approx',
+      note: 'sticky-address keeps a client on its host while pf keeps its source node; the idle lifetime is pf\'s global "set timeout src.track", not the spec\'s timeout',
+    },
+    health: (svc: Service): Support => {
+      const p = healthProblem(svc);
+      if (p) return no(p, 'use the same check on every backend of a table, or `lbc agent` with --target pf or pf-openbsd');
+      const a = healthApprox(svc);
+      return a.length ? { level: 'approx', note: a.join('; ') } : { level: 'yes' };
+    },
+    'backup.port': no(
+      'a backup takes the place of the primaries in the same pool (the table the agent or relayd refills), and that pool has one port',
+      'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
+    ),
+    backup: (svc: Service): Support => {
+      const p = healthProblem(svc);
+      return p ? no(p, 'give the primaries a health check') : { level: 'yes', note: 'the second "forward to" is relayd\'s backup table' };
+    },
+  };
+}
 
 function addr(svc: Service, b: Backend): string {
   return b.address ?? (svc.family === 'ipv6' ? '::1' : '127.0.0.1');
@@ -131,7 +178,9 @@ export function hashKey(svc: Service): string {
   return `0x${createHash('md5').update(`lbc-${svc.name}`).digest('hex')}`;
 }
 
-function checkText(hc: HealthCheck): string {
+function checkText(hc: HealthCheck | null, svc: Service): string {
+  // No check in the spec: relayd needs one anyway (parse.y "table %s has no check").
+  if (!hc) return svc.protocol === 'udp' ? 'check icmp' : 'check tcp';
   switch (hc.check) {
     case 'tcp':
       return 'check tcp';
@@ -152,11 +201,12 @@ interface Forward {
   line: string;
 }
 
-function forward(svc: Service, table: string, group: Backend[], globalInterval: number): Forward {
+function forward(f: RelaydFlavour, svc: Service, table: string, group: Backend[], globalInterval: number): Forward {
   const hc = group[0].health ?? DEFAULT_CHECK;
-  const mode = svc.mode === 'nth' ? 'roundrobin' : svc.mode === 'random' ? 'random' : `source-hash ${q(hashKey(svc))}`;
+  // The FreeBSD port rotates whatever the mode says: write what it does.
+  const mode = svc.mode === 'nth' || f.freebsd ? 'roundrobin' : svc.mode === 'random' ? 'random' : `source-hash ${q(hashKey(svc))}`;
   const intervalS = hc.intervalMs / 1000;
-  const opts = [`port ${group[0].port}`, `mode ${mode}`, checkText(hc)];
+  const opts = [`port ${group[0].port}`, `mode ${mode}`, checkText(group[0].health, svc)];
   if (intervalS !== globalInterval) opts.push(`interval ${intervalS}`);
   opts.push(`timeout ${hc.timeoutMs}`);
   const retry = hc.fall > 1 ? ` retry ${hc.fall - 1}` : '';
@@ -172,48 +222,69 @@ export function globalTiming(ir: IR): { interval: number; timeout: number } {
   return { interval, timeout };
 }
 
-function emit(ir: IR): OutputFile[] {
+function emit(f: RelaydFlavour, ir: IR): OutputFile[] {
   const { interval, timeout } = globalTiming(ir);
   const services = ir.services.map((svc) => {
     const name = `lbc-${svc.name}`;
     const prim = primaries(svc);
     const backups = svc.backends.filter((b) => b.backup);
-    const fw = [forward(svc, name, prim, interval)];
-    if (backups.length) fw.push(forward(svc, `${name}-backup`, backups, interval));
+    const fw = [forward(f, svc, name, prim, interval)];
+    if (backups.length) fw.push(forward(f, svc, `${name}-backup`, backups, interval));
     const listen = [`listen on ${svc.vip!.address}`];
     if (svc.protocol === 'udp') listen.push('udp');
     listen.push(`port ${svc.port}`);
     if (svc.interface) listen.push(`interface ${q(svc.interface)}`);
     const notes: string[] = [];
-    if (!prim[0].health) notes.push('the spec has no health check, but relayd needs one per table: check tcp with relayd\'s defaults');
+    if (unchecked(svc)) {
+      notes.push(svc.protocol === 'udp' ? ICMP_NOTE : "the spec has no health check, but relayd needs one per table: check tcp with relayd's defaults");
+    }
     notes.push(...healthApprox(svc));
+    if (f.freebsd && svc.mode === 'random') notes.push('mode random is written as roundrobin: the FreeBSD port rotates every redirection');
     if (svc.sticky) notes.push(`sticky: ${svc.sticky.timeoutSeconds}s idle affinity wanted; set "set timeout src.track ${svc.sticky.timeoutSeconds}" in pf.conf`);
+    const body = [listen.join(' '), ...fw.map((x) => x.line)];
+    // relayd sets only the TCP established timeout from it (pfe_filter.c); see the header of this file.
+    if (svc.protocol === 'tcp') body.push(`session timeout ${SESSION_TIMEOUT}`);
+    if (f.freebsd) body.push(`pftag ${q(pfTag(svc))}`);
+    if (svc.sticky) body.push('sticky-address');
     return {
       name,
       comment: commentText(`service ${svc.name}: ${svc.protocol} port ${svc.port}, mode ${svc.mode}`),
       notes: notes.map(commentText),
-      tables: fw.map((f) => ({ name: f.table, hosts: f.hosts.join(', ') })),
-      body: [listen.join(' '), ...fw.map((f) => f.line), ...(svc.sticky ? ['sticky-address'] : [])],
-      passTo: svc.backends.map((b) => ({ proto: svc.protocol, addr: addr(svc, b), port: b.port, iface: svc.interface })),
+      tables: fw.map((x) => ({ name: x.table, hosts: x.hosts.join(', ') })),
+      body,
+      pass: `pass in quick${svc.interface ? ` on ${svc.interface}` : ''} ${svc.family === 'ipv4' ? 'inet' : 'inet6'} proto ${svc.protocol} all tagged ${pfTag(svc)} keep state`,
     };
   });
-  const header = headerLines(NAME, ir.file).map(commentText);
-  const conf = renderTemplate(NAME, 'relayd.conf', { header, interval, timeout, services });
-  const openbsd = renderTemplate(NAME, 'pf-anchors', { header, freebsd: false, services });
-  const freebsd = renderTemplate(NAME, 'pf-anchors', { header, freebsd: true, services });
+  const header = headerLines(f.target, ir.file).map(commentText);
+  const sessionTimeout = ir.services.some((s) => s.protocol === 'tcp') ? SESSION_TIMEOUT : null;
+  const conf = renderTemplate('relayd', 'relayd.conf', { header, interval, timeout, sessionTimeout, freebsd: f.freebsd, services });
+  const anchors = renderTemplate('relayd', 'pf-anchors', { header, freebsd: f.freebsd, services });
   return [
     { name: 'relayd.conf', content: conf },
-    { name: 'pf.conf.relayd-openbsd', content: openbsd },
-    { name: 'pf.conf.relayd-freebsd', content: freebsd },
+    { name: 'pf.conf.relayd', content: anchors },
   ];
 }
 
-export const relaydTarget: TargetDefinition = {
-  name: NAME,
-  title: 'relayd.conf redirections (health checks in relayd) with the pf.conf anchor lines they need',
-  families: ['ipv4', 'ipv6'],
-  capabilities,
-  // relayd's parse.y ends load_config with "no actions, nothing to do" (an error) when there is no redirection.
-  refusesEmpty: { why: 'relayd refuses a configuration without redirections ("no actions, nothing to do")', instead: 'stop relayd instead, or compile for pf, which loads an empty anchor' },
-  emit,
-};
+function define(f: RelaydFlavour): TargetDefinition {
+  return {
+    name: f.target,
+    title: f.title,
+    families: ['ipv4', 'ipv6'],
+    capabilities: capabilitiesFor(f),
+    // relayd's parse.y ends load_config with "no actions, nothing to do" (an error) when there is no redirection.
+    refusesEmpty: { why: 'relayd refuses a configuration without redirections ("no actions, nothing to do")', instead: 'stop relayd instead, or compile for pf, which loads an empty anchor' },
+    emit: (ir) => emit(f, ir),
+  };
+}
+
+export const relaydTarget = define({
+  target: 'relayd',
+  title: 'OpenBSD relayd.conf redirections (health checks in relayd) with the pf.conf anchor line they need',
+  freebsd: false,
+});
+
+export const relaydFreebsdTarget = define({
+  target: 'relayd-freebsd',
+  title: 'relayd.conf redirections for the FreeBSD net/relayd port, with the pf.conf anchors and tagged pass rules it needs',
+  freebsd: true,
+});
