@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { compile, parseSpec } from '../src/index.js';
+import { compile, parseSpec, type TargetName } from '../src/index.js';
 import { median, must, run } from './lib/proc.js';
 
 const args = process.argv.slice(2);
@@ -28,7 +28,7 @@ const blocks = Array.from({ length: N }, (_, i) => block(i));
 const yaml = `version: 1\nservices:\n  - name: guarded\n    vip: 192.0.2.10\n    port: 80\n    allow:\n${blocks.map((b) => `      - ${b}\n`).join('')}    backends: [10.250.2.2, 10.250.2.3]\n`;
 const json = JSON.stringify({ version: 1, services: [{ name: 'guarded', vip: '192.0.2.10', port: 80, allow: blocks, backends: ['10.250.2.2', '10.250.2.3'] }] });
 
-function timeCompile(text: string, file: string, target: string): { parseMs: number; emitMs: number } {
+function timeCompile(text: string, file: string, target: TargetName): { parseMs: number; emitMs: number } {
   const t0 = performance.now();
   const ir = parseSpec(text, file);
   const t1 = performance.now();

@@ -1,26 +1,34 @@
 /**
  * One compile measurement in its own process, so its peak memory is its own:
  *   tsx bench/compile-child.ts '{"spec": FILE, "targets": [...], "outDir": DIR?}'
- * Reads the spec text, times parseSpec (YAML or JSON → validated IR) once, then compile() per target
- * (capability check + emit), optionally writes the files to outDir/<target>/, and prints one JSON
- * line: { parseMs, targets: { name: { emitMs, bytes, lines, error? } }, maxRssKb }.
+ * Times reading and parsing the spec as lbc does (readSpecFile, then parseSpec: YAML or JSON → validated
+ * IR) once, then compile() per target (capability check + emit), optionally writes the files to
+ * outDir/<target>/, and prints one JSON line:
+ * { parseMs, parseError?, targets: { name: { emitMs, bytes, lines, error? } }, maxRssKb }.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { compile, parseSpec, LbcError, formatDiagnostic } from '../src/index.js';
+import { compile, parseSpec, readSpecFile, LbcError, formatDiagnostic, type IR, type TargetName } from '../src/index.js';
 
 interface Job {
   spec: string;
-  targets: string[];
+  targets: TargetName[];
   outDir?: string;
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
-const text = readFileSync(job.spec, 'utf8');
 // The name decides the reader: a .json name takes the one-pass JSON reader, anything else YAML.
 const specName = `bench${extname(job.spec) || '.yaml'}`;
 const t0 = performance.now();
-const ir = parseSpec(text, specName);
+let ir: IR;
+try {
+  // As lbc reads a spec: readSpecFile (size limits, UTF-8), then parse and validate.
+  ir = parseSpec(readSpecFile(job.spec).text, specName);
+} catch (e) {
+  const error = e instanceof LbcError ? formatDiagnostic(e.diagnostics[0]) : String(e);
+  process.stdout.write(JSON.stringify({ parseMs: performance.now() - t0, parseError: error.split('\n')[0].slice(0, 300), targets: {}, maxRssKb: process.resourceUsage().maxRSS }) + '\n');
+  process.exit(0);
+}
 const parseMs = performance.now() - t0;
 const targets: Record<string, { emitMs: number; bytes: number; lines: number; error?: string }> = {};
 for (const name of job.targets) {

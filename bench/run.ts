@@ -2,21 +2,21 @@
  * lbc benchmark: compile cost, load cost, per-connection cost and the cost of a one-backend change,
  * for N services × 8 backends (default 10,000), against reference layouts generated here.
  *
- *   npm run bench                      full run (about 7–11 minutes on 2 cores)
+ *   npm run bench                      full run (about 13 minutes on 2 cores)
  *   npm run bench -- --quick           1,000 services, fewer connections: a smoke run
  *   npm run bench -- --services 2000 --scale 5 --connections 3000 --runs 3 --no-kernel --keep
  *
  * Progress goes to stderr; stdout gets one table of ratios with the absolute figures beside them.
  * See bench/README.md for what each row means and how it is measured.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { TARGETS, targetNames } from '../src/index.js';
+import { limits, TARGETS, targetNames } from '../src/index.js';
 import type { ApplyContext, OutputFile } from '../src/index.js';
-import { genServices, genSpecJson, genSpecText, genWeightedSpecJson, serviceName, vip4, changedBackend, backend4, SERVICE_PORT, BACKEND_PORT, type SpecFormat, type SpecStyle } from './lib/gen.js';
+import { genServices, genSpec, genWeightedSpecJson, serviceName, vip4, changedBackend, backend4, SERVICE_PORT, BACKEND_PORT, type SpecFormat, type SpecStyle } from './lib/gen.js';
 import { cleanupAllSync, createTopology, inNs, type Topology } from './lib/netns.js';
 import { buildNative, runClient, startServer, type NativeTools } from './lib/native.js';
 import { iptablesPartial, nftPartial } from './lib/partial.js';
@@ -37,6 +37,7 @@ const { values: opt } = parseArgs({
     quick: { type: 'boolean', default: false },
     'no-kernel': { type: 'boolean', default: false },
     'no-linearity': { type: 'boolean', default: false },
+    'no-limits': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -46,7 +47,7 @@ if (opt.help) {
     [
       'usage: npm run bench -- [options]',
       '  --services N      services in the main set (default 10000; --quick: 1000)',
-      '  --scale K         linearity: also compile K×N services and compare (default 10; 0 skips)',
+      '  --scale K         linearity: also compile K×N services (N/K for YAML past its size limit) and compare (default 5; 0 skips)',
       '  --connections C   connections per data-path run (default 5000; --quick: 1000)',
       '  --runs R          data-path runs per figure, median reported (default 5; --quick: 1)',
       '  --compile-repeats K  fresh-process compiles per target and format, median reported (default 3; --quick: 1)',
@@ -55,6 +56,7 @@ if (opt.help) {
       '  --quick           small smoke run',
       '  --no-kernel       skip everything that needs root and network namespaces',
       '  --no-linearity    same as --scale 0',
+      '  --no-limits       skip compiling at lbc\'s limits (--quick skips it too)',
       '  --keep            keep the temporary directory (specs, emitted files, binaries)',
       '',
     ].join('\n'),
@@ -63,7 +65,8 @@ if (opt.help) {
 }
 
 const N = Number(opt.services ?? (opt.quick ? 1000 : 10_000));
-const SCALE = opt['no-linearity'] ? 0 : Number(opt.scale ?? 10);
+const SCALE = opt['no-linearity'] ? 0 : Number(opt.scale ?? 5);
+const LIMITS = !opt['no-limits'] && !opt.quick;
 const CONNS = Number(opt.connections ?? (opt.quick ? 1000 : 5000));
 const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 5));
 const COMPILE_REPEATS = Number(opt['compile-repeats'] ?? (opt.quick ? 1 : 3));
@@ -95,14 +98,16 @@ function styleFor(target: string): SpecStyle {
   return 'linux4';
 }
 
-const FORMATS: SpecFormat[] = ['yaml', 'json'];
-const FMT_LABEL: Record<SpecFormat, string> = { yaml: 'YAML', json: 'JSON' };
+const FORMATS: SpecFormat[] = ['yaml', 'yaml-flow', 'json'];
+const FMT_LABEL: Record<SpecFormat, string> = { yaml: 'block YAML', 'yaml-flow': 'flow YAML', json: 'JSON' };
+/** Where the first compile of each format writes its files; the kernel parts load the block YAML ones. */
+const OUT_DIR: Record<SpecFormat, string> = { yaml: 'out', 'yaml-flow': 'out-flow', json: 'out-json' };
 
 /** The spec file of a set; the extension tells the child (and lbc) which reader to use. */
 function specFile(n: number, style: SpecStyle, change?: number, format: SpecFormat = 'yaml'): string {
-  const file = join(TMP, `spec-${style}-${n}${change === undefined ? '' : `-change${change}`}.${format}`);
+  const file = join(TMP, `spec-${style}-${n}${change === undefined ? '' : `-change${change}`}.${format === 'yaml-flow' ? 'flow.yaml' : format}`);
   const ch = change === undefined ? undefined : { service: change };
-  if (!existsSync(file)) writeFileSync(file, format === 'json' ? genSpecJson(n, style, ch) : genSpecText(n, style, ch));
+  if (!existsSync(file)) writeFileSync(file, genSpec(n, style, format, ch));
   return file;
 }
 
@@ -114,9 +119,15 @@ interface ChildTarget {
 }
 interface ChildResult {
   parseMs: number;
+  /** lbc refused the spec (the first diagnostic). */
+  parseError?: string;
   targets: Record<string, ChildTarget>;
   maxRssKb: number;
 }
+
+/** Why a child's run of target t failed, or null. */
+const failure = (r: ChildResult | string, t: string): string | null =>
+  typeof r === 'string' ? r : (r.parseError ?? r.targets[t]?.error ?? (r.targets[t] ? null : 'no result'));
 
 async function compileChild(spec: string, targets: string[], outDir: string | undefined, timeoutMs: number): Promise<ChildResult | string> {
   const r = await run(
@@ -146,13 +157,13 @@ function readFiles(dir: string): OutputFile[] {
 const compiled = new Map<string, Partial<Record<SpecFormat, number>>>();
 
 /**
- * Both readers must produce the same ruleset: compare the JSON compile's files with the YAML compile's,
- * the spec's own name (in headers and unit files) aside.
+ * Every format must produce the same ruleset: compare the flow YAML and JSON compiles' files with the
+ * block YAML compile's, the spec's own name (in headers and unit files) aside.
  */
-function sameOutput(target: string): string | null {
-  const y = readFiles(join(TMP, 'out', target));
-  const j = readFiles(join(TMP, 'out-json', target));
-  if (y.length !== j.length) return `${y.length} file(s) from YAML, ${j.length} from JSON`;
+function sameOutput(target: string, format: SpecFormat): string | null {
+  const y = readFiles(join(TMP, OUT_DIR.yaml, target));
+  const j = readFiles(join(TMP, OUT_DIR[format], target));
+  if (y.length !== j.length) return `${y.length} file(s) from block YAML, ${j.length} from ${FMT_LABEL[format]}`;
   for (let i = 0; i < y.length; i++) {
     if (y[i].name !== j[i].name) return `file ${y[i].name} vs ${j[i].name}`;
     if (y[i].content !== j[i].content.replaceAll('bench.json', 'bench.yaml')) return `${y[i].name} differs`;
@@ -176,15 +187,15 @@ async function compilePhase(targets: string[]): Promise<void> {
       // of 1 s and the linearity ratio built on this figure. The files are written by the first run.
       const runs: Array<ChildResult | string> = [];
       for (let k = 0; k < COMPILE_REPEATS; k++) {
-        runs.push(await compileChild(specFile(N, style, undefined, format), [t], k === 0 ? join(TMP, format === 'yaml' ? 'out' : 'out-json') : undefined, 180_000));
-        if (typeof runs[k] === 'string') break;
+        runs.push(await compileChild(specFile(N, style, undefined, format), [t], k === 0 ? join(TMP, OUT_DIR[format]) : undefined, 180_000));
+        if (failure(runs[k], t)) break;
       }
-      const failed = runs.find((x) => typeof x === 'string' || x.targets[t]?.error);
-      const good = runs.filter((x): x is ChildResult => typeof x !== 'string' && !x.targets[t]?.error);
+      const failed = runs.find((x) => failure(x, t));
+      const good = runs.filter((x): x is ChildResult => !failure(x, t));
       const totalOf = (x: ChildResult) => x.parseMs + x.targets[t].emitMs;
       const r: ChildResult | string = failed ?? { ...[...good].sort((a, b) => totalOf(a) - totalOf(b))[good.length >> 1], maxRssKb: Math.max(...good.map((x) => x.maxRssKb)) };
-      if (typeof r === 'string' || r.targets[t]?.error) {
-        const why = typeof r === 'string' ? r : r.targets[t].error!;
+      if (failure(r, t) || typeof r === 'string') {
+        const why = failure(r, t)!;
         addRow({ section: S, measure: `${t} ×${human(N)} (${style}, ${F})`, value: `not compiled: ${why}`, ratio: '', goal: '≤ 1 s, ≤ 300 MB', verdict: 'n/a' });
         continue;
       }
@@ -204,43 +215,131 @@ async function compilePhase(targets: string[]): Promise<void> {
       });
     }
     const c = compiled.get(t);
-    if (c?.yaml !== undefined && c.json !== undefined) {
-      const diff = sameOutput(t);
-      if (diff) notices.push(`${t}: the JSON spec compiled to different output than the YAML spec (${diff})`);
+    for (const format of ['yaml-flow', 'json'] as const) {
+      if (c?.yaml === undefined || c[format] === undefined) continue;
+      const diff = sameOutput(t, format);
+      if (diff) notices.push(`${t}: the ${FMT_LABEL[format]} spec compiled to different output than the block YAML spec (${diff})`);
     }
   }
 }
 
+/**
+ * Time at K·N services over time at N, per format. YAML specs larger than MAX_YAML_BYTES are refused,
+ * so a YAML format whose K·N spec would not fit is measured from N/K to N instead (the same ratio of
+ * sizes); K·N beyond MAX_SERVICES is cut to it.
+ */
 async function linearityPhase(targets: string[]): Promise<void> {
   if (!SCALE) return;
   const S = 'compile linearity';
-  const big = N * SCALE;
-  const goal = `≤ ${(SCALE * 1.1).toFixed(0)}×`;
+  const goal = `≤ ${(SCALE * 1.1).toFixed(1)}×`;
   for (const format of FORMATS) {
     const F = FMT_LABEL[format];
     const byStyle = new Map<SpecStyle, string[]>();
     for (const t of targets) if (compiled.get(t)?.[format] !== undefined) byStyle.set(styleFor(t), [...(byStyle.get(styleFor(t)) ?? []), t]);
     for (const [style, ts] of byStyle) {
-      log(`linearity: ${ts.join(', ')} at ${human(big)} services (${style}, ${F}; one parse, then each target)`);
-      const r = await compileChild(specFile(big, style, undefined, format), ts, undefined, 400_000);
+      const nBytes = statSync(specFile(N, style, undefined, format)).size;
+      const upward = format === 'json' || nBytes * SCALE <= limits.MAX_YAML_BYTES;
+      const big = upward ? Math.min(N * SCALE, limits.MAX_SERVICES) : N;
+      const small = upward ? N : Math.max(1, Math.round(N / SCALE));
+      const scale = big / small;
+      const other = upward ? big : small;
+      log(`linearity: ${ts.join(', ')} at ${human(other)} services (${style}, ${F}; one parse, then each target)`);
+      const r = await compileChild(specFile(other, style, undefined, format), ts, undefined, 400_000);
       for (const t of ts) {
-        const small = compiled.get(t)![format]!;
-        if (typeof r === 'string' || r.targets[t]?.error) {
-          addRow({ section: S, measure: `${t} (${F}): ×${human(big)} / ×${human(N)}`, value: typeof r === 'string' ? r : r.targets[t].error!, ratio: '', goal, verdict: 'n/a' });
+        const measure = `${t} (${F}): time ×${human(big)} / ×${human(small)}`;
+        const why = failure(r, t);
+        if (why || typeof r === 'string') {
+          addRow({ section: S, measure, value: why ?? '', ratio: '', goal, verdict: 'n/a' });
           continue;
         }
+        const at = compiled.get(t)![format]!;
         const total = r.parseMs + r.targets[t].emitMs;
-        const ratio = total / small;
+        const [tBig, tSmall] = upward ? [total, at] : [at, total];
+        const ratio = tBig / tSmall;
         addRow({
           section: S,
-          measure: `${t} (${F}): time ×${human(big)} / ×${human(N)}`,
-          value: `${fmtMs(total)} (parse ${fmtMs(r.parseMs)} + emit ${fmtMs(r.targets[t].emitMs)}) / ${fmtMs(small)}; peak RSS ${fmtMb(r.maxRssKb)} for ${ts.length} target(s)`,
+          measure,
+          value: `${fmtMs(tBig)} / ${fmtMs(tSmall)} (the ×${human(other)} run: parse ${fmtMs(r.parseMs)} + emit ${fmtMs(r.targets[t].emitMs)}, peak RSS ${fmtMb(r.maxRssKb)} for ${ts.length} target(s))`,
           ratio: fmtRatio(ratio),
-          goal,
-          verdict: verdict(ratio <= SCALE * 1.1),
+          goal: scale === SCALE ? goal : `≤ ${(scale * 1.1).toFixed(1)}×`,
+          verdict: verdict(ratio <= scale * 1.1),
         });
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/** The largest number of services whose spec in `format` fits in `maxBytes` (from the N-service file's size). */
+function servicesWithin(style: SpecStyle, format: SpecFormat, maxBytes: number): number {
+  let n = Math.floor((N * maxBytes) / statSync(specFile(N, style, undefined, format)).size);
+  while (n > 1 && Buffer.byteLength(genSpec(n, style, format)) > maxBytes) n = Math.floor(n * 0.98);
+  return n;
+}
+
+/**
+ * What a spec at lbc's limits costs (each target in a process of its own), and what one past them
+ * or a dense one costs until it is refused: the peak must stay under 1 GB (spec/limits.ts).
+ */
+async function limitsPhase(targets: string[]): Promise<void> {
+  const S = 'limits';
+  const goal = 'peak RSS ≤ 1 GB';
+  const ok = (r: ChildResult) => r.maxRssKb <= 1024 * 1024;
+  const perTarget = async (label: string, fileOf: (style: SpecStyle) => string) => {
+    for (const t of targets) {
+      const file = fileOf(styleFor(t));
+      log(`limits: ${t}, ${label}`);
+      const r = await compileChild(file, [t], undefined, 600_000);
+      const why = failure(r, t);
+      if (why || typeof r === 'string') {
+        addRow({ section: S, measure: `${t}: ${label}`, value: `not compiled: ${why}`, ratio: '', goal, verdict: 'n/a' });
+        continue;
+      }
+      const e = r.targets[t];
+      addRow({
+        section: S,
+        measure: `${t}: ${label}`,
+        value: `parse ${fmtMs(r.parseMs)} + emit ${fmtMs(e.emitMs)}; peak RSS ${fmtMb(r.maxRssKb)}; ${(e.bytes / 1e6).toFixed(0)} MB out`,
+        ratio: '',
+        goal,
+        verdict: verdict(ok(r)),
+      });
+    }
+  };
+  const M = limits.MAX_SERVICES;
+  const atLimit = (style: SpecStyle) => specFile(M, style, undefined, 'json');
+  const jsonMb = (statSync(atLimit('linux4')).size / 1048576).toFixed(0);
+  await perTarget(`${human(M)} services × 8 backends (the service and backend limits; JSON, ${jsonMb} MiB)`, atLimit);
+  const flowN = servicesWithin('linux4', 'yaml-flow', limits.MAX_YAML_BYTES);
+  await perTarget(`${human(flowN)} services in flow YAML (as large as a YAML spec may be, ${limits.MAX_YAML_BYTES / 1048576} MiB)`, (style) =>
+    specFile(style === 'linux4' ? flowN : servicesWithin(style, 'yaml-flow', limits.MAX_YAML_BYTES), style, undefined, 'yaml-flow'),
+  );
+  // Refused specs: the cost is until the refusal.
+  const refused: Array<[string, string, () => string]> = [
+    [`${human(M + 1)} services (JSON)`, 'refused-over.json', () => genSpec(M + 1, 'linux4', 'json')],
+    [`dense YAML: a list of ${human(limits.MAX_YAML_BYTES / 2)} numbers (${limits.MAX_YAML_BYTES / 1048576} MiB)`, 'dense.yaml', () => `version: 1\nservices: []\nx: [${'1,'.repeat(limits.MAX_YAML_BYTES / 2 - 40)}1]\n`],
+    [`dense YAML: ${human(limits.MAX_YAML_BYTES / 2)} empty list items`, 'dense-items.yaml', () => `version: 1\nservices: []\nx:\n${'-\n'.repeat(limits.MAX_YAML_BYTES / 2 - 40)}`],
+    [`dense JSON: a list of ${human(limits.MAX_JSON_BYTES / 2)} numbers (${limits.MAX_JSON_BYTES / 1048576} MiB)`, 'dense.json', () => `{"version": 1, "services": [], "x": [${'1,'.repeat(limits.MAX_JSON_BYTES / 2 - 40)}1]}`],
+  ];
+  for (const [label, name, make] of refused) {
+    const file = join(TMP, name);
+    writeFileSync(file, make());
+    log(`limits: ${label}`);
+    const r = await compileChild(file, [], undefined, 600_000);
+    if (typeof r === 'string') {
+      addRow({ section: S, measure: label, value: r, ratio: '', goal, verdict: 'n/a' });
+      continue;
+    }
+    addRow({
+      section: S,
+      measure: label,
+      value: `${r.parseError ? `refused in ${fmtMs(r.parseMs)}: ${r.parseError.replace(/^[^:]*:\d+:\d+: /, '')}` : `NOT refused (${fmtMs(r.parseMs)})`}; peak RSS ${fmtMb(r.maxRssKb)}`,
+      ratio: '',
+      goal: `refused, ${goal}`,
+      verdict: verdict(!!r.parseError && ok(r)),
+    });
   }
 }
 
@@ -658,8 +757,9 @@ async function weightedLayout(tools: NativeTools): Promise<void> {
   const out = join(TMP, 'out-weighted');
   const r = await compileChild(file, ['iptables'], out, 600_000);
   const measure = `iptables ×${human(N)} (weighted nth, weights of their own, JSON): parse + emit, peak RSS`;
-  if (typeof r === 'string' || r.targets.iptables?.error) {
-    addRow({ section: 'compile', measure, value: `not compiled: ${typeof r === 'string' ? r : r.targets.iptables.error}`, ratio: '', goal: '', verdict: 'n/a' });
+  const why = failure(r, 'iptables');
+  if (why || typeof r === 'string') {
+    addRow({ section: 'compile', measure, value: `not compiled: ${why}`, ratio: '', goal: '', verdict: 'n/a' });
     return;
   }
   const e = r.targets.iptables;
@@ -682,6 +782,7 @@ async function main(): Promise<void> {
   try {
     await compilePhase(targets);
     await linearityPhase(targets);
+    if (LIMITS) await limitsPhase(targets);
     await kernelPhase(targets);
   } finally {
     cleanupAllSync();

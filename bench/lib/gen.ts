@@ -65,15 +65,22 @@ export function genServices(n: number, style: SpecStyle): GenService[] {
   return out;
 }
 
-/** YAML spec text; `change` swaps backend 0 of one service for a new address (the incremental-change case). */
-export function genSpecText(n: number, style: SpecStyle, change?: { service: number }): string {
+/**
+ * YAML spec text; `change` swaps backend 0 of one service for a new address (the incremental-change case).
+ * `layout`: 'block' writes everything in block style (each backend a mapping of address and port);
+ * 'flow' writes backends as the README does, one flow mapping per line (`- { address: …, port: …, weight: 1 }`).
+ */
+export function genSpecText(n: number, style: SpecStyle, change?: { service: number }, layout: 'block' | 'flow' = 'block'): string {
   const mode = style === 'bsd' ? 'round-robin' : 'random';
   const lines: string[] = ['version: 1', 'services:'];
   const services = genServices(n, style);
   if (change) services[change.service].backends[0] = { ...services[change.service].backends[0], address: changedBackend(style, change.service) };
   for (const s of services) {
-    const b = s.backends.map((x) => (style === 'linux6' ? `"[${x.address}]:${x.port}"` : `"${x.address}:${x.port}"`)).join(', ');
-    lines.push(`  - name: ${s.name}`, ...(style === 'bsd' ? ['    interface: em0'] : []), `    vip: ${s.vip}`, `    port: ${s.port}`, `    mode: ${mode}`, `    backends: [${b}]`);
+    lines.push(`  - name: ${s.name}`, ...(style === 'bsd' ? ['    interface: em0'] : []), `    vip: ${s.vip}`, `    port: ${s.port}`, `    mode: ${mode}`, '    backends:');
+    for (const b of s.backends) {
+      if (layout === 'flow') lines.push(`      - { address: ${b.address}, port: ${b.port}, weight: 1 }`);
+      else lines.push(`      - address: ${b.address}`, `        port: ${b.port}`);
+    }
   }
   return lines.join('\n') + '\n';
 }
@@ -99,7 +106,14 @@ export function genSpecJson(n: number, style: SpecStyle, change?: { service: num
   return `{"version": 1, "services": [\n${lines.join(',\n')}\n]}\n`;
 }
 
-export type SpecFormat = 'yaml' | 'json';
+/** Block YAML, flow-style YAML (backends as the README writes them) and JSON: the same services. */
+export type SpecFormat = 'yaml' | 'yaml-flow' | 'json';
+
+/** The spec text of a set in one format. */
+export function genSpec(n: number, style: SpecStyle, format: SpecFormat, change?: { service: number }): string {
+  if (format === 'json') return genSpecJson(n, style, change);
+  return genSpecText(n, style, change, format === 'yaml-flow' ? 'flow' : 'block');
+}
 
 /** A replacement backend address outside every generated one (10.79.255.x / fd00:65::). */
 export function changedBackend(style: SpecStyle, service: number): string {

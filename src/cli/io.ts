@@ -12,20 +12,20 @@
  * A target with several files needs a directory: an existing file there is a usage error.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { readSpecFile } from '../spec/read.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LbcError } from '../diagnostics/diagnostic.js';
 import type { OutputFile } from '../targets/target.js';
 import { UsageError } from './command.js';
-import { systemMessage } from './report.js';
+import { systemMessage } from '../diagnostics/system-error.js';
 
+/**
+ * The spec text the command line names: its size checked before it is read (standard input read in
+ * pieces up to the limit), its bytes checked to be UTF-8, with positions (spec/read.ts).
+ */
 export function readSpec(path: string): { text: string; file: string } {
-  try {
-    if (path === '-') return { text: readFileSync(0, 'utf8'), file: '<stdin>' };
-    return { text: readFileSync(path, 'utf8'), file: path };
-  } catch (e) {
-    throw new LbcError([{ code: 'LBC4001', severity: 'error', message: `cannot read spec ${path === '-' ? 'from standard input' : `"${path}"`}: ${systemMessage(e)}` }]);
-  }
+  return readSpecFile(path);
 }
 
 function ioError(what: string, path: string, e: unknown): LbcError {

@@ -7,8 +7,10 @@
  * Writes to a closed pipe end the command quietly (exit 141, as a shell reports SIGPIPE); other write
  * errors are one line naming the stream and the system's message.
  */
-import { getSystemErrorMap } from 'node:util';
 import { formatDiagnostic, LbcError, type Diagnostic } from '../diagnostics/diagnostic.js';
+import { systemMessage } from '../diagnostics/system-error.js';
+
+export { systemMessage };
 
 export const OUTPUT_FORMATS = ['text', 'json', 'github'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -21,19 +23,6 @@ export class ClosedPipe extends Error {
   constructor() {
     super('closed pipe');
   }
-}
-
-/** The system's own words for an errno code ("no space left on device"), not just "ENOSPC". */
-export function systemMessage(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  if (typeof err?.errno === 'number') {
-    const entry = getSystemErrorMap().get(err.errno);
-    if (entry) return `${entry[1]} (${entry[0]})`;
-  }
-  if (typeof err?.code === 'string') {
-    for (const [name, message] of getSystemErrorMap().values()) if (name === err.code) return `${message} (${name})`;
-  }
-  return err?.message ?? String(e);
 }
 
 export interface JsonDiagnostic {

@@ -184,3 +184,66 @@ function printable(s: string): string {
   const t = s.replace(/[^\x20-\x7e]/g, '?');
   return t.length > 50 ? `${t.slice(0, 50)}…` : t;
 }
+
+/** Address blocks that are never a balanced service's destination or backend as such (RFC 6890 and its sources). */
+export type SpecialUse = 'this-network' | 'unspecified' | 'loopback' | 'link-local' | 'multicast' | 'broadcast';
+
+const SPECIAL: Record<Family, ReadonlyArray<{ use: SpecialUse; net: string; len: number; text: string }>> = {
+  ipv4: [
+    { use: 'this-network', net: '0.0.0.0', len: 8, text: '0.0.0.0/8 ("this network", RFC 1122 §3.2.1.3: never a destination)' },
+    { use: 'loopback', net: '127.0.0.0', len: 8, text: 'the loopback block 127.0.0.0/8' },
+    { use: 'link-local', net: '169.254.0.0', len: 16, text: 'the link-local block 169.254.0.0/16' },
+    { use: 'multicast', net: '224.0.0.0', len: 4, text: 'the multicast block 224.0.0.0/4' },
+    { use: 'broadcast', net: '255.255.255.255', len: 32, text: 'the broadcast address 255.255.255.255' },
+  ],
+  ipv6: [
+    { use: 'unspecified', net: '::', len: 128, text: 'the unspecified address ::' },
+    { use: 'loopback', net: '::1', len: 128, text: 'the loopback address ::1' },
+    { use: 'link-local', net: 'fe80::', len: 10, text: 'the link-local block fe80::/10' },
+    { use: 'multicast', net: 'ff00::', len: 8, text: 'the multicast block ff00::/8' },
+  ],
+};
+
+/** An address (canonical, as in an IR) as 16-bit groups: two for IPv4, eight for IPv6. */
+function groupsOf(address: string, family: Family): number[] {
+  if (family === 'ipv6') return v6Groups(address)!;
+  const n = v4ToInt(address);
+  return [Math.floor(n / 65536), n % 65536];
+}
+
+/** Whether the first `bits` bits of two addresses (as groups) are equal. */
+function samePrefix(a: readonly number[], b: readonly number[], bits: number): boolean {
+  for (let i = 0; bits > 0; i++, bits -= 16) {
+    if (bits >= 16) {
+      if (a[i] !== b[i]) return false;
+    } else if (a[i] >> (16 - bits) !== b[i] >> (16 - bits)) return false;
+  }
+  return true;
+}
+
+const SPECIAL_GROUPS = {
+  ipv4: SPECIAL.ipv4.map((sp) => ({ ...sp, groups: groupsOf(sp.net, 'ipv4') })),
+  ipv6: SPECIAL.ipv6.map((sp) => ({ ...sp, groups: groupsOf(sp.net, 'ipv6') })),
+};
+
+/**
+ * The special block a prefix lies in (`within`), or else the first one it contains (a vip block wider
+ * than the special block, such as 128.0.0.0/1), or null for ordinary unicast addresses. `single`:
+ * the special "block" is one address (::1, 255.255.255.255).
+ */
+export function specialUse(p: Prefix, family: Family): { use: SpecialUse; text: string; within: boolean; single: boolean } | null {
+  const groups = groupsOf(p.address, family);
+  for (const s of SPECIAL_GROUPS[family]) {
+    if (!samePrefix(groups, s.groups, Math.min(s.len, p.prefixLength))) continue;
+    const within = p.prefixLength >= s.len;
+    // 0.0.0.0 alone is the unspecified address, the rest of 0.0.0.0/8 "this network".
+    const unspecified4 = s.use === 'this-network' && within && p.isHost && p.address === '0.0.0.0';
+    return {
+      use: unspecified4 ? 'unspecified' : s.use,
+      text: unspecified4 ? 'the unspecified address 0.0.0.0' : s.text,
+      within,
+      single: unspecified4 || s.len === (family === 'ipv4' ? 32 : 128),
+    };
+  }
+  return null;
+}

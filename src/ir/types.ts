@@ -3,12 +3,38 @@
  * description of the balanced services. Nothing in here is a string of any
  * target's syntax; emitters decide how to spell it.
  *
- * Invariants every emitter may rely on (established by ir/validate.ts):
- * - names match /^[a-z][a-z0-9-]*$/, are unique, at most MAX_SERVICE_NAME_LENGTH long;
- * - addresses are canonical text (IPv4 dotted quad, IPv6 RFC 5952 compressed lower case);
- * - every address of a service (vip and backends) is of the service's family;
- * - weights are positive integers; backends has at least one primary (non-backup) entry;
- * - interface names match /^[A-Za-z0-9_.:-]{1,15}$/ (Linux IFNAMSIZ-1; BSD names are shorter);
+ * Invariants every emitter may rely on. ir/validate.ts establishes them for
+ * specs; ir/check.ts checks them (with the same validator) for every IR the
+ * library is handed, and any new field must be checked there too (its tests
+ * round-trip random specs through it).
+ * - at most MAX_SERVICES services and MAX_TOTAL_BACKENDS backends (spec/limits.ts),
+ *   in the order the spec gives them;
+ * - names match /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/, at most MAX_SERVICE_NAME_LENGTH
+ *   long, unique;
+ * - family is ipv4 or ipv6, and every address of a service (vip and backends) is of it;
+ * - addresses are canonical text (IPv4 dotted quad without leading zeros, IPv6
+ *   RFC 5952: lower case, compressed), never IPv4-mapped, never with a zone;
+ * - vip is null or a prefix with the host bits zero, isHost exactly when the
+ *   length is 32 / 128, and not a special-use block (spec/definition.ts and
+ *   ir/address.ts specialUse: not every address, unspecified, multicast,
+ *   broadcast; loopback only with `local`, link-local only with an interface);
+ * - port 1-65535; protocol tcp or udp; interface null or /^[A-Za-z][A-Za-z0-9_.-]{0,14}$/
+ *   (Linux IFNAMSIZ-1; BSD names are shorter);
+ * - mode is nth, random or hash (no aliases); hashFields is non-empty, without
+ *   repeats and in HASH_FIELDS order for mode hash, empty otherwise;
+ * - sticky is null or a whole number of seconds from 1 to MAX_STICKY_SECONDS;
+ * - backends: 1 to MAX_BACKENDS, at least one primary (backup false); no two
+ *   with the same address and port; address null (a port on this host) or a
+ *   unicast address that is not special-use, nor the vip itself on the
+ *   service's port; port 1-65535; weight 1-MAX_WEIGHT; index a whole number
+ *   below MAX_BACKENDS, different for each backend of the service (its place
+ *   in the spec's list; the agent's live IRs keep them, with gaps);
+ * - health checks: intervalMs and timeoutMs whole numbers from 10 to 3,600,000
+ *   with timeout <= interval; rise and fall 1-100; port null or 1-65535; http
+ *   set exactly for check http (path, status 100-599, host, method as in
+ *   spec/definition.ts) and banner exactly for check banner; when a service has
+ *   a check, every backend carries its effective one (the service's merged
+ *   with the backend's own);
  * - ports is non-empty, sorted by `from`, its ranges disjoint (from <= to), and port === ports[0].from;
  * - keepsPort is true exactly for the backends that name no port of a service with more than one port
  *   (hasSeveralPorts); their `port` is the service's first port. A backend that names no port of a
@@ -17,7 +43,12 @@
  *   by address, none inside another and none the whole address space (that is null);
  * - a health check's udp fields are lower-case hex without spaces, present exactly for check udp;
  *   an icmp check has port null;
- * - services are in the order the spec gives them.
+ * - balancers is absent (one balancer) or a tier as ir/balancers.ts validates it;
+ * - no two services claim the same traffic: same family and protocol, a shared port and
+ *   the same vip (or both none), or nested vip blocks.
+ * The text that reaches output through names, interfaces, health paths, hosts,
+ * send and expect strings is restricted to those alphabets; `file` reaches only
+ * comments, which targets make printable; nothing else in an IR is text.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
 import type { Balancers } from './balancers.js';
@@ -76,13 +107,17 @@ export interface Backend {
   backup: boolean;
   /** Effective health check (service default merged with the backend's override), or null. */
   health: HealthCheck | null;
-  loc: SourceLocation;
+  /** Where the spec wrote the backend; absent in an IR built without a spec. */
+  loc?: SourceLocation;
 }
 
-/** Where the spec wrote each field of a service, so targets can point at the line they refuse. */
+/**
+ * Where the spec wrote each field of a service, so targets can point at the line they refuse.
+ * An IR built without a spec (a script's) has none: its diagnostics then carry no position.
+ */
 export interface ServiceLocations {
-  service: SourceLocation;
-  name: SourceLocation;
+  service?: SourceLocation;
+  name?: SourceLocation;
   vip?: SourceLocation;
   port?: SourceLocation;
   /** Where `ports` was written (absent with `port`). */
@@ -96,7 +131,7 @@ export interface ServiceLocations {
   local?: SourceLocation;
   health?: SourceLocation;
   family?: SourceLocation;
-  backends: SourceLocation;
+  backends?: SourceLocation;
 }
 
 export interface Service {

@@ -6,11 +6,12 @@
  * through ir/reader.ts); what is checked here is what needs more than one
  * field: families, defaults that depend on other fields, duplicates, overlaps.
  */
-import type { DiagnosticBag, SourceLocation } from '../diagnostics/diagnostic.js';
-import type { SMap, SNode, SScalar } from '../spec/ast.js';
-import { describeNode } from '../spec/ast.js';
+import { DiagnosticBag, type SourceLocation } from '../diagnostics/diagnostic.js';
+import type { SMap, SNode, SScalar, SSeq } from '../spec/ast.js';
+import { describeNode, StopReading } from '../spec/ast.js';
+import { MAX_SERVICES, MAX_TOTAL_BACKENDS } from '../spec/limits.js';
 import { BLOCKS, defaultOf, HEX_BYTES_RE, PORT_RANGE_RE, printable, type FieldType } from '../spec/definition.js';
-import { bitsOf, parseAddress } from './address.js';
+import { bitsOf, parseAddress, specialUse } from './address.js';
 import { normalizeAllow, type AllowEntry } from './allow.js';
 import { firstSharedPort, rangeText } from './ports.js';
 import { parseDuration } from './duration.js';
@@ -38,34 +39,82 @@ const HASH_ENUM = HASH_FIELD.items[0] as Extract<FieldType, { kind: 'enum' }>;
 const PORTS_FIELD = BLOCKS.service.fields.ports.type as Extract<FieldType, { kind: 'list' }>;
 const ALLOW_FIELD = BLOCKS.service.fields.allow.type as Extract<FieldType, { kind: 'list' }>;
 
-export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
-  if (root.kind !== 'map') {
-    bag.error('LBC2000', `the spec must be a mapping with "version" and "services", not ${describeNode(root)}`, root.loc);
-    return null;
-  }
-  const top = new MapReader(root, bag, 'spec');
-  const version = top.scalar('version');
-  if (!version) {
-    if (!top.has('version')) bag.error('LBC2005', 'the spec needs "version: 1" at the top', root.loc);
-  } else if (version.value !== 1) {
-    bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
-  }
-  const servicesNode = top.node('services');
-  const services: Service[] = [];
-  if (!servicesNode) {
-    bag.error('LBC2005', 'the spec needs a "services" list', root.loc);
-  } else if (servicesNode.kind !== 'seq' || servicesNode.items.length === 0) {
-    bag.error('LBC2007', `"services" must be a non-empty list, not ${describeNode(servicesNode)}`, servicesNode.loc);
-  } else {
-    for (const item of servicesNode.items) {
-      const svc = validateService(item, bag);
-      if (svc) services.push(svc);
+/**
+ * Validates a spec service by service: `add` takes each item of the "services" list as soon as the
+ * parser has read it (the parser then drops the item's syntax tree, so a large spec is never whole
+ * in memory), `finish` the rest of the tree. Diagnostics collect in the validator's own bag; the
+ * caller merges them when the text parsed. Past MAX_SERVICES or MAX_TOTAL_BACKENDS it reports once
+ * and throws StopReading, which ends the parse.
+ */
+export class SpecValidator {
+  readonly bag = new DiagnosticBag();
+  private readonly services: Service[] = [];
+  private count = 0;
+  private backends = 0;
+
+  constructor(readonly file: string) {}
+
+  readonly add = (node: SNode): void => {
+    if (++this.count > MAX_SERVICES) {
+      this.bag.error('LBC2008', `a spec may have at most ${MAX_SERVICES.toLocaleString('en-US')} services; this is service ${this.count.toLocaleString('en-US')}`, node.loc, [LIMITS_NOTE]);
+      throw new StopReading();
     }
-    checkAcrossServices(services, bag);
+    const be = node.kind === 'map' ? node.entries.find((e) => e.key === 'backends')?.value : undefined;
+    if (be?.kind === 'seq' && (this.backends += be.items.length) > MAX_TOTAL_BACKENDS) {
+      this.bag.error('LBC2008', `a spec may have at most ${MAX_TOTAL_BACKENDS.toLocaleString('en-US')} backends in all; this service goes past that`, be.loc, [LIMITS_NOTE]);
+      throw new StopReading();
+    }
+    const svc = validateService(node, this.bag);
+    if (svc) this.services.push(svc);
+  };
+
+  /** The IR, or null when the spec has errors (in `bag`). `root` is what the parser returned. */
+  finish(root: SNode): IR | null {
+    const bag = this.bag;
+    if (root.kind !== 'map') {
+      bag.error('LBC2000', `the spec must be a mapping with "version" and "services", not ${describeNode(root)}`, root.loc);
+      return null;
+    }
+    const top = new MapReader(root, bag, 'spec');
+    const version = top.scalar('version');
+    if (!version) {
+      if (!top.has('version')) bag.error('LBC2005', 'the spec needs "version: 1" at the top', root.loc);
+    } else if (version.value !== (BLOCKS.spec.fields.version.type as Extract<FieldType, { kind: 'const' }>).value) {
+      bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
+    }
+    const servicesNode = top.node('services');
+    if (!servicesNode) {
+      bag.error('LBC2005', 'the spec needs a "services" list', root.loc);
+    } else if (servicesNode.kind !== 'seq') {
+      bag.error('LBC2007', `"services" must be a list, not ${describeNode(servicesNode)}`, servicesNode.loc, ['an empty list (services: []) is a spec with nothing to balance']);
+    } else {
+      try {
+        // Items the parser streamed are validated already; the others (an aliased or merged list) now.
+        if (!servicesNode.streamed) for (const item of servicesNode.items) this.add(item);
+      } catch (e) {
+        if (!(e instanceof StopReading)) throw e;
+      }
+      checkAcrossServices(this.services, bag);
+    }
+    const balancers = top.node('balancers') ? readBalancers(top.node('balancers')!, bag, this.services) : null;
+    if (bag.hasErrors) return null;
+    return balancers ? { file: this.file, services: this.services, balancers } : { file: this.file, services: this.services };
   }
-  const balancers = top.node('balancers') ? readBalancers(top.node('balancers')!, bag, services) : null;
-  if (bag.hasErrors) return null;
-  return balancers ? { file, services, balancers } : { file, services };
+}
+
+const LIMITS_NOTE = 'see "Limits" in the README';
+
+/** " (first at line 3)", or nothing for a value without a position (an IR built without a spec). */
+function lineRef(words: string, loc: SourceLocation | undefined): string {
+  return loc && loc.line > 0 ? ` (${words} line ${loc.line})` : '';
+}
+
+/** Validates a whole syntax tree (one the parser did not stream services out of). */
+export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR | null {
+  const v = new SpecValidator(file);
+  const ir = v.finish(root);
+  bag.items.push(...v.bag.items);
+  return ir;
 }
 
 function validateService(node: SNode, bag: DiagnosticBag): Service | null {
@@ -95,19 +144,21 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
       family = f;
       familyLoc = loc;
     } else if (family !== f) {
-      bag.error('LBC2013', `${label} mixes address families: this address is ${f === 'ipv4' ? 'IPv4' : 'IPv6'} but the service is ${family === 'ipv4' ? 'IPv4' : 'IPv6'}${familyLoc ? ` (from line ${familyLoc.line})` : ''}`, loc, [
+      bag.error('LBC2013', `${label} mixes address families: this address is ${f === 'ipv4' ? 'IPv4' : 'IPv6'} but the service is ${family === 'ipv4' ? 'IPv4' : 'IPv6'}${lineRef('from', familyLoc)}`, loc, [
         'write one service per address family',
       ]);
     }
   };
 
   let vip: Prefix | null = null;
+  let vipFamily: Family = 'ipv4';
   const vipStr = r.string('vip');
   if (vipStr) {
     const res = parseAddress(vipStr.value, true);
     if (!res.ok) bag.error('LBC2014', `vip: ${res.message}`, vipStr.loc, res.hint ? [res.hint] : undefined);
     else {
       vip = res.prefix;
+      vipFamily = res.family;
       settleFamily(res.family, vipStr.loc);
     }
   }
@@ -164,6 +215,7 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   const allowEntries = r.node('allow') ? readAllow(r.node('allow')!, bag, settleFamily) : null;
 
   const local = r.boolean('local');
+  if (vip && vipStr) checkVip(vip, vipFamily, vipStr.loc, firstPort, local?.value ?? false, iface, bag);
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
 
   const backends: Backend[] = [];
@@ -172,15 +224,20 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   else if (beNode.kind !== 'seq' || beNode.items.length < BACKENDS_FIELD.minItems) bag.error('LBC2020', `"backends" must be a non-empty list, not ${describeNode(beNode)}`, beNode.loc);
   else if (beNode.items.length > BACKENDS_FIELD.maxItems!) bag.error('LBC2020', `a service may have at most ${BACKENDS_FIELD.maxItems} backends`, beNode.loc);
   else {
-    const seen = new Map<string, SourceLocation>();
+    const seen = new Map<string, SourceLocation | undefined>();
     beNode.items.forEach((item, index) => {
       const be = readBackend(item, index, firstPort, severalPorts, portReported, health, bag, settleFamily);
       if (!be) return;
       const key = `${be.address ?? 'local'}|${be.keepsPort ? 'client port' : be.port}`;
       const prev = seen.get(key);
       const where = be.keepsPort ? 'on the client\'s port' : `port ${be.port}`;
-      if (prev) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} ${where} is listed twice (first at line ${prev.line})`, be.loc, ['give the backend a weight instead of listing it twice']);
+      if (seen.has(key)) bag.error('LBC2021', `backend ${be.address ?? '(this host)'} ${where} is listed twice${lineRef('first at', prev)}`, be.loc, ['give the backend a weight instead of listing it twice']);
       else seen.set(key, be.loc);
+      if (vip?.isHost && be.address === vip.address && (be.keepsPort || (ports ? ports.some((r) => be.port >= r.from && be.port <= r.to) : be.port === port?.value))) {
+        bag.error('LBC2034', `backend ${be.address} port ${be.port} is the service's own vip and port: connections would be sent where they are already going`, be.loc, [
+          'to hand them to a listener on this host, give that listener another port (a backend { port: N }, or this address with port N)',
+        ]);
+      }
       backends.push(be);
     });
     if (backends.length === beNode.items.length && !backends.some((b) => !b.backup)) {
@@ -348,7 +405,7 @@ function readBackend(
     if (parsed.address !== null) {
       const res = parseAddress(parsed.address, false);
       if (!res.ok) bag.error('LBC2031', `backend address: ${res.message}`, node.loc, res.hint ? [res.hint] : undefined);
-      else {
+      else if (usableBackend(res.prefix, res.family, node.loc, bag)) {
         address = res.prefix.address;
         settleFamily(res.family, node.loc);
       }
@@ -364,7 +421,7 @@ function readBackend(
     if (a) {
       const res = parseAddress(a.value, false);
       if (!res.ok) bag.error('LBC2031', `backend address: ${res.message}`, a.loc, res.hint ? [res.hint] : undefined);
-      else {
+      else if (usableBackend(res.prefix, res.family, a.loc, bag)) {
         address = res.prefix.address;
         settleFamily(res.family, a.loc);
       }
@@ -391,6 +448,68 @@ function readBackend(
   }
   if (bag.items.length > before) return null;
   return { index, address, port, keepsPort: severalPorts && !named, weight, backup, health, loc: node.loc };
+}
+
+const ANY_LOCAL = 'omit "vip" to balance connections to any local address of this host (with "interface" to name one link)';
+const UNICAST_VIP = 'give the service the unicast address (or block of them) that clients connect to';
+
+/** A vip must be somewhere connections can arrive: no special-use block, or one that fits the service. */
+function checkVip(vip: Prefix, family: Family, loc: SourceLocation, port: number | null, local: boolean, iface: string | null, bag: DiagnosticBag): void {
+  const text = `${vip.address}${vip.isHost ? '' : `/${vip.prefixLength}`}`;
+  if (vip.prefixLength === 0) {
+    bag.error('LBC2014', `vip ${text} is every ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address: it would capture every forwarded connection${port ? ` to port ${port}` : ''}`, loc, [ANY_LOCAL]);
+    return;
+  }
+  const sp = specialUse(vip, family);
+  if (!sp) return;
+  if (!sp.within) {
+    bag.error('LBC2014', `vip block ${text} contains ${sp.text}`, loc, [UNICAST_VIP]);
+    return;
+  }
+  switch (sp.use) {
+    case 'unspecified':
+    case 'this-network':
+      bag.error('LBC2014', `vip ${text} is ${sp.text}: no connection is addressed to it`, loc, [ANY_LOCAL]);
+      return;
+    case 'multicast':
+    case 'broadcast':
+      bag.error('LBC2014', `vip ${text} is ${sp.single ? '' : 'in '}${sp.text}: lbc balances connections, which are made to unicast addresses`, loc, [UNICAST_VIP]);
+      return;
+    case 'loopback':
+      if (!local) bag.error('LBC2014', `vip ${text} is ${sp.single ? '' : 'in '}${sp.text}: connections from other hosts never arrive there`, loc, ['add "local: true" to balance connections made on this host to it, or use the address clients connect to']);
+      return;
+    case 'link-local':
+      if (!iface) bag.error('LBC2014', `vip ${text} is in ${sp.text}: the same address may be in use on every link`, loc, ['add "interface" to say which link the service is on']);
+      return;
+  }
+}
+
+/** A backend must be a unicast address a redirected connection can be sent to; reports why not. */
+function usableBackend(p: Prefix, family: Family, loc: SourceLocation, bag: DiagnosticBag): boolean {
+  const sp = specialUse(p, family);
+  if (!sp) return true;
+  const at = `backend address ${p.address} is ${sp.single ? '' : 'in '}${sp.text}`;
+  switch (sp.use) {
+    case 'unspecified':
+    case 'this-network':
+      bag.error('LBC2031', `${at}: nothing can be reached there`, loc, ['a port on this host is written { port: N } (or ":N")']);
+      break;
+    case 'loopback':
+      bag.error('LBC2031', `${at}: a connection from the network redirected there is dropped by the kernel (a martian) or never leaves this host`, loc, [
+        'write a port on this host as { port: N } (or ":N"): lbc writes what each target needs for it',
+      ]);
+      break;
+    case 'multicast':
+    case 'broadcast':
+      bag.error('LBC2031', `${at}: a connection cannot be redirected to a group or broadcast address`, loc, ["use the backend's unicast address"]);
+      break;
+    case 'link-local':
+      bag.error('LBC2031', `${at}: a NAT rule cannot say which link it is on, and routers do not forward to link-local addresses (RFC 3927 §7, RFC 4291 §2.5.6)`, loc, [
+        `use the backend's ${family === 'ipv4' ? 'private or public' : 'global or unique-local'} address`,
+      ]);
+      break;
+  }
+  return false;
 }
 
 /** "10.0.0.1", "10.0.0.1:80", "[2001:db8::1]:80", "2001:db8::1", ":4001". */
@@ -500,7 +619,7 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
   const names = new Map<string, Service>();
   for (const s of services) {
     const prev = names.get(s.name);
-    if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice (first at line ${prev.loc.name.line})`, s.loc.name);
+    if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice${lineRef('first at', prev.loc.name)}`, s.loc.name);
     else names.set(s.name, s);
   }
   // Same vip: no port may be claimed twice. Grouped by family, protocol and vip, then one sweep over the

@@ -23,6 +23,18 @@ export interface SSeq {
   kind: 'seq';
   items: SNode[];
   loc: SourceLocation;
+  /** The items went to an ItemSink as they were read and are not kept here (the spec's "services"). */
+  streamed?: boolean;
+}
+
+/** Receives each item of the spec's top-level "services" list as soon as it is read. */
+export type ItemSink = (item: SNode) => void;
+
+/** Thrown by an ItemSink that has reported why reading must stop (a limit); parsers end quietly. */
+export class StopReading extends Error {
+  constructor() {
+    super('stop reading the spec');
+  }
 }
 
 export interface SScalar {
@@ -35,7 +47,7 @@ export interface SScalar {
 
 export function describeNode(n: SNode): string {
   if (n.kind === 'map') return 'a mapping';
-  if (n.kind === 'seq') return n.items.length === 0 ? 'an empty list' : 'a list';
+  if (n.kind === 'seq') return n.items.length === 0 && !n.streamed ? 'an empty list' : 'a list';
   if (n.value === null) return 'nothing (null)';
   if (typeof n.value === 'string') return `the string "${n.value.length > 40 ? n.value.slice(0, 40) + '…' : n.value}"`;
   return `the ${typeof n.value} ${String(n.value)}`;

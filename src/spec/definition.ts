@@ -10,6 +10,9 @@
  * Adding a field: one entry in its block below, then its meaning in ir/validate.ts (and the IR).
  */
 import { HASH_FIELDS, MAX_SERVICE_NAME_LENGTH } from '../ir/types.js';
+import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
+
+export { MAX_BACKENDS };
 
 export interface Invalid {
   code: string;
@@ -74,7 +77,6 @@ export interface BlockDef {
 }
 
 export const MAX_WEIGHT = 1000;
-export const MAX_BACKENDS = 1024;
 /** ipset's largest timeout; also far beyond any sane affinity. */
 export const MAX_STICKY_SECONDS = 2_147_483;
 /** Client blocks in one service's allow list: ipset's default maxelem, and far beyond a hand-kept ACL. */
@@ -353,7 +355,11 @@ const SPEC: BlockDef = {
   description: 'A load-balancer spec for lbc: balanced services, compiled to iptables, nftables, pf or IPFilter rules.',
   fields: {
     version: { type: { kind: 'const', value: 1 }, required: true, description: 'The spec format version: 1.' },
-    services: { type: { kind: 'list', items: [{ kind: 'block', block: 'service' }], minItems: 1 }, required: true, description: 'The balanced services.' },
+    services: {
+      type: { kind: 'list', items: [{ kind: 'block', block: 'service' }], minItems: 0, maxItems: MAX_SERVICES },
+      required: true,
+      description: `The balanced services (at most ${MAX_SERVICES.toLocaleString('en-US')}); an empty list compiles to rulesets that balance nothing.`,
+    },
     balancers: { type: { kind: 'block', block: 'balancers' }, description: 'The machines that run the rules, when there are several (failover or active-active).' },
   },
 };

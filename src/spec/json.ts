@@ -5,21 +5,24 @@
  * YAML path (spec/ast.ts); a duplicate key is an error, as in YAML.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
-import type { SMapEntry, SNode } from './ast.js';
+import type { ItemSink, SMapEntry, SNode } from './ast.js';
+import { MAX_DEPTH, MAX_NODES } from './limits.js';
 
+/** A JSON syntax error (LBC1008), or a limit the text goes past (LBC1007). */
 export class JsonSyntaxError extends Error {
   constructor(
     message: string,
     readonly loc: SourceLocation,
+    readonly code: 'LBC1008' | 'LBC1007' = 'LBC1008',
   ) {
     super(message);
   }
 }
 
-const MAX_DEPTH = 64;
-
-export function parseJsonSpec(text: string, file: string): SNode {
+/** `sink`, if given, receives each item of the top-level "services" array as soon as it is read. */
+export function parseJsonSpec(text: string, file: string, sink?: ItemSink): SNode {
   let i = 0;
+  let nodes = 0;
   let line = 1;
   let lineStart = 0;
   const at = (pos: number): SourceLocation => {
@@ -74,7 +77,10 @@ export function parseJsonSpec(text: string, file: string): SNode {
     }
   };
   const value = (depth: number): SNode => {
-    if (depth > MAX_DEPTH) fail('nested too deeply');
+    if (depth > MAX_DEPTH) throw new JsonSyntaxError(`the spec is nested more than ${MAX_DEPTH} levels deep; no spec needs that`, at(i), 'LBC1007');
+    if (++nodes > MAX_NODES) {
+      throw new JsonSyntaxError(`the spec holds more than ${MAX_NODES.toLocaleString('en-US')} values, beyond lbc's limits (see "Limits" in the README)`, at(i), 'LBC1007');
+    }
     ws();
     const start = i;
     const loc = at(start);
@@ -98,7 +104,8 @@ export function parseJsonSpec(text: string, file: string): SNode {
         ws();
         if (text[i] !== ':') fail('expected ":" after a key');
         i++;
-        entries.push({ key, keyLoc, value: value(depth + 1) });
+        ws();
+        entries.push({ key, keyLoc, value: depth === 0 && sink && key === 'services' && text[i] === '[' ? list(depth + 1, sink) : value(depth + 1) });
         ws();
         if (text[i] === ',') {
           i++;
@@ -111,34 +118,46 @@ export function parseJsonSpec(text: string, file: string): SNode {
         fail('expected "," or "}"');
       }
     }
-    if (c === '[') {
-      i++;
-      const items: SNode[] = [];
-      ws();
-      if (text[i] === ']') {
-        i++;
-        return { kind: 'seq', items, loc };
-      }
-      for (;;) {
-        items.push(value(depth + 1));
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return { kind: 'seq', items, loc };
-        }
-        fail('expected "," or "]"');
-      }
-    }
+    if (c === '[') return list(depth, null);
     if (c === '"') return { kind: 'scalar', value: str(), quoted: true, loc };
     const m = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 40));
     if (!m) fail('expected a value');
     i += m![0].length;
     const w = m![0];
     return { kind: 'scalar', value: w === 'true' ? true : w === 'false' ? false : w === 'null' ? null : Number(w), quoted: false, loc };
+  };
+  /**
+   * An array; with `give` (the top-level "services"), each item goes to it as soon as it is read and is
+   * neither kept nor counted against MAX_NODES.
+   */
+  const list = (depth: number, give: ItemSink | null): SNode => {
+    const loc = at(i);
+    i++;
+    const items: SNode[] = [];
+    const done = (): SNode => (give ? { kind: 'seq', items, loc, streamed: true } : { kind: 'seq', items, loc });
+    ws();
+    if (text[i] === ']') {
+      i++;
+      return done();
+    }
+    for (;;) {
+      if (give) {
+        const before = nodes;
+        const item = value(depth + 1);
+        nodes = before;
+        give(item);
+      } else items.push(value(depth + 1));
+      ws();
+      if (text[i] === ',') {
+        i++;
+        continue;
+      }
+      if (text[i] === ']') {
+        i++;
+        return done();
+      }
+      fail('expected "," or "]"');
+    }
   };
   const root = value(0);
   ws();

@@ -40,7 +40,7 @@ export type Feature = keyof typeof FEATURES;
 
 export interface FeatureUse {
   feature: Feature;
-  location: SourceLocation;
+  location: SourceLocation | undefined;
 }
 
 /** Two checks alike in every field (the validator shares one object; an IR read back from JSON does not). */

@@ -27,6 +27,10 @@ const targets: TargetDefinition[] = [
   makeSystemdTarget((name) => TARGETS.get(name)),
 ];
 
+/** The names of the targets, for the types of callers (a test keeps it equal to the registry). */
+export const TARGET_NAMES = ['pf', 'pf-openbsd', 'pf-freebsd15', 'iptables', 'ip6tables', 'nftables', 'iptables-condition', 'relayd', 'relayd-freebsd', 'ipnat', 'keepalived', 'systemd'] as const;
+export type TargetName = (typeof TARGET_NAMES)[number];
+
 export const TARGETS: ReadonlyMap<string, TargetDefinition> = new Map(targets.map((t) => [t.name, t]));
 
 export function targetNames(): string[] {

@@ -7,6 +7,7 @@
  */
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
 import type { Backend, Family, IR, Service } from '../ir/types.js';
+import type { TargetName } from './registry.js';
 import { FEATURES, featuresOf, type Feature } from './features.js';
 import { checkTier, type TierHooks } from './tier/features.js';
 import { nodeOfCompile, runDir } from './tier/plan.js';
@@ -37,13 +38,16 @@ export interface EmitOptions {
 }
 
 export interface TargetDefinition {
-  name: string;
+  /** The name on the command line; one of TARGET_NAMES (registry.ts). */
+  name: TargetName;
   /** One line for `lbc check` and --help. */
   title: string;
   /** Services of other families are left out with a note. */
   families: readonly Family[];
   /** Missing features are supported. */
   capabilities: CapabilityTable;
+  /** Set when the target's tool refuses a configuration without any service: why, and what to do instead. */
+  refusesEmpty?: { why: string; instead: string };
   /** Only called with services that passed the capability check. Must be deterministic. */
   emit(ir: IR, options: EmitOptions): OutputFile[];
   /**
@@ -162,6 +166,9 @@ export function compileForTarget(target: TargetDefinition, ir: IR, options: Emit
     kept.push(svc);
   }
   diagnostics.push(...checkTier(target.name, target.tier, ir));
+  if (kept.length === 0 && target.refusesEmpty) {
+    diagnostics.push({ code: 'LBC3005', severity: 'error', message: `target ${target.name} cannot compile a spec without services: ${target.refusesEmpty.why}`, notes: [target.refusesEmpty.instead] });
+  }
   if (diagnostics.some((d) => d.severity === 'error')) return { files: [], diagnostics };
   const node = nodeOfCompile(ir.balancers, options);
   const shown = { ...ir, services: kept };

@@ -344,12 +344,12 @@ services:
     port: 80
     health: { check: tcp, interval: 1s, timeout: 1s, rise: 3, fall: 3 }
     backends:
-      - { address: 127.0.0.1, port: ${open} }
-      - { address: 127.0.0.1, port: ${closed} }
-      - { address: 127.0.0.1, port: ${ok200}, health: { check: http, path: /health, status: 200 } }
-      - { address: 127.0.0.1, port: ${bad503}, health: { check: http, path: /health, status: 200 } }
-      - { address: 127.0.0.1, port: ${banner}, health: { check: banner, send: "QUIT\\r\\n", expect: "220" } }
-      - { address: 127.0.0.1, port: ${banner2}, health: { check: banner, send: "QUIT\\r\\n", expect: "250" }, backup: true }
+      - { port: ${open} }
+      - { port: ${closed} }
+      - { port: ${ok200}, health: { check: http, path: /health, status: 200 } }
+      - { port: ${bad503}, health: { check: http, path: /health, status: 200 } }
+      - { port: ${banner}, health: { check: banner, send: "QUIT\\r\\n", expect: "220" } }
+      - { port: ${banner2}, health: { check: banner, send: "QUIT\\r\\n", expect: "250" }, backup: true }
 `);
     expect(result.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
     const f = result.files.find((x) => x.name === 'lbc-condition-check.sh')!;

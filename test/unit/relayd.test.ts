@@ -23,7 +23,7 @@ services:
       - { address: 192.168.10.20 }
       - { address: 192.168.10.21 }
       - { address: 192.168.10.22 }
-      - { address: 127.0.0.1, backup: true }
+      - { port: 80, backup: true }
   - name: api
     vip: 2001:db8::51
     family: ipv6

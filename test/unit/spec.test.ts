@@ -153,7 +153,7 @@ services:
     expect(lines('version: 1\nservices: [\n')[0]).toMatch(/^s\.yaml:\d+:\d+: error: YAML syntax/);
     expect(lines('')[0]).toMatch(/^s\.yaml:1:1: error: the spec is empty/);
     expect(lines('- 1\n- 2\n')[0]).toMatch(/must be a mapping/);
-    expect(lines('version: 2\nservices: []\n').join('\n')).toMatch(/unsupported spec version[\s\S]*non-empty list/);
+    expect(lines('version: 2\nservices: []\n')).toEqual([expect.stringMatching(/^s\.yaml:1:10: error: unsupported spec version the number 2; this lbc reads version 1/)]);
   });
 
   it('refuses hostile alias expansion without hanging', () => {
@@ -161,7 +161,7 @@ services:
     for (let i = 1; i < 9; i++) t += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
     t += 'services: [*a8]\n';
     const errs = lines(t);
-    expect(errs.join('\n')).toMatch(/too large|unknown field/);
+    expect(errs.join('\n')).toMatch(/aliases expand the spec beyond 100,000 values/);
   });
 
   it('keeps text that could reach a ruleset out of the IR', () => {

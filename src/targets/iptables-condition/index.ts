@@ -97,7 +97,8 @@ interface Table {
 
 function familyRules(ir: IR, family: Family): { mangle: Table; nat: Table } | null {
   const services = ir.services.filter((s) => s.family === family);
-  if (services.length === 0) return null;
+  // A spec without services still gets the IPv4 file: loading it empties lbc's chains.
+  if (services.length === 0 && !(family === 'ipv4' && ir.services.length === 0)) return null;
   const mangle: Table = { chains: ['LBC-PREROUTING', 'LBC-OUTPUT'], rules: [] };
   const nat: Table = { chains: ['LBC-PREROUTING', 'LBC-OUTPUT'], rules: [] };
   let total = 0;

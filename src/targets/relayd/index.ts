@@ -329,6 +329,8 @@ function define(f: RelaydFlavour): TargetDefinition {
     title: f.title,
     families: ['ipv4', 'ipv6'],
     capabilities: capabilitiesFor(f),
+    // relayd's parse.y ends load_config with "no actions, nothing to do" (an error) when there is no redirection.
+    refusesEmpty: { why: 'relayd refuses a configuration without redirections ("no actions, nothing to do")', instead: 'stop relayd instead, or compile for pf, which loads an empty anchor' },
     emit: (ir) => emit(f, ir),
     tier: pfTier('pf.conf.relayd', f.freebsd ? 'freebsd' : 'openbsd', f.target),
   };

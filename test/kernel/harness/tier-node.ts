@@ -6,7 +6,7 @@ import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, parseSpec } from '../../../src/index.js';
 import type { IR } from '../../../src/ir/types.js';
-import { TARGETS } from '../../../src/targets/registry.js';
+import { TARGETS, type TargetName } from '../../../src/targets/registry.js';
 import { applyTier } from '../../../src/targets/tier/apply.js';
 import { TIER_ADDR, type TierTopology } from './tier.js';
 
@@ -30,7 +30,7 @@ export function writeKeepalivedFiles(ir: IR, run: NodeRun): void {
 }
 
 /** `lbc apply --target T --node N --run-dir RUN` inside the node's namespace. */
-export async function applyNode(topo: TierTopology, ir: IR, target: string, run: NodeRun, log: (l: string) => void = () => {}): Promise<void> {
+export async function applyNode(topo: TierTopology, ir: IR, target: TargetName, run: NodeRun, log: (l: string) => void = () => {}): Promise<void> {
   const def = TARGETS.get(target)!;
   const emit = { node: run.node, runDir: run.dir };
   const { files } = compile(ir, target, { emit });

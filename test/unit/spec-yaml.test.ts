@@ -1,61 +1,116 @@
 /**
- * The fast YAML reader must give exactly the yaml package's tree — values, types, quoting and every
- * position — for whatever it accepts, and step aside (null) for everything else.
+ * YAML specs are read from js-yaml's event stream (src/spec/yaml.ts). The yaml package, a second and
+ * independent YAML 1.2 parser, is the reference here: for every document both read without error,
+ * the tree — values, types, quoting and every line and column — must be the same.
  */
-import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import YAML from 'yaml';
+import YAML, { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YNode } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { genSpecText } from '../../bench/lib/gen.js';
 import { checkSpec, formatDiagnostic } from '../../src/index.js';
-import { DiagnosticBag, sortDiagnostics } from '../../src/diagnostics/diagnostic.js';
-import { validateSpec } from '../../src/ir/validate.js';
-import { parseWithYamlPackage } from '../../src/spec/parse.js';
-import { readSimpleYaml } from '../../src/spec/yaml-fast.js';
+import { DiagnosticBag } from '../../src/diagnostics/diagnostic.js';
+import type { SNode } from '../../src/spec/ast.js';
+import { parseYamlSpec } from '../../src/spec/yaml.js';
 import { specArbitrary } from '../property/spec-arbitrary.js';
 
-function viaYaml(text: string, file = 's.yaml') {
+/** lbc's tree and errors for YAML text. */
+function ours(text: string, file = 's.yaml') {
   const bag = new DiagnosticBag();
-  const { root } = parseWithYamlPackage(text, file, bag);
+  const root = parseYamlSpec(text, file, bag);
   return { root, errors: bag.items.filter((d) => d.severity === 'error') };
 }
 
-/** checkSpec as it was before the fast path: the yaml package, then the validator. */
-function checkViaYaml(text: string, file = 's.yaml') {
-  const bag = new DiagnosticBag();
-  const { root } = parseWithYamlPackage(text, file, bag);
-  const ir = root && !bag.hasErrors ? validateSpec(root, file, bag) : null;
-  return { ir: bag.hasErrors ? null : ir, diagnostics: sortDiagnostics(bag.items) };
+/** The same tree built from the yaml package's document (aliases resolved, -0 read as 0 as the core schema's int does). */
+function reference(text: string, file = 's.yaml'): { root: SNode | null; ok: boolean } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
+  if (doc.errors.length > 0 || doc.warnings.length > 0) return { root: null, ok: false };
+  const at = (offset: number) => {
+    const p = lines.linePos(offset);
+    return { file, line: p.line, column: p.col };
+  };
+  const convert = (node: YNode | null, fallback: number): SNode => {
+    if (node === null) return { kind: 'scalar', value: null, quoted: false, loc: at(fallback) };
+    if (isAlias(node)) {
+      const target = node.resolve(doc);
+      if (!target) throw new UnknownAlias();
+      return convert(target as YNode, fallback);
+    }
+    const loc = at(node.range![0]);
+    if (isMap(node)) {
+      return {
+        kind: 'map',
+        entries: node.items.map((p) => {
+          const k = p.key as YNode;
+          // lbc refuses keys that are not words or numbers; mark them so such documents are left out.
+          const key = isScalar(k) && (typeof k.value === 'string' || typeof k.value === 'number') ? String(k.value) : '\u0000odd';
+          return { key, keyLoc: at(k.range![0]), value: convert(p.value as YNode | null, k.range![1]) };
+        }),
+        loc,
+      };
+    }
+    if (isSeq(node)) return { kind: 'seq', items: node.items.map((it) => convert(it as YNode | null, node.range![0])), loc };
+    if (isScalar(node)) {
+      return { kind: 'scalar', value: node.value as string | number | boolean | null, quoted: node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE', loc };
+    }
+    throw new Error('unexpected node');
+  };
+  try {
+    return { root: doc.contents === null ? null : convert(doc.contents as YNode, 0), ok: true };
+  } catch (e) {
+    if (e instanceof UnknownAlias) return { root: null, ok: false };
+    throw e;
+  }
 }
 
-/** Accepted text must read the same both ways; returns whether the fast reader accepted it. */
-function agrees(text: string): boolean {
-  const fast = readSimpleYaml(text, 's.yaml');
-  if (fast === null) return false;
-  const slow = viaYaml(text);
-  expect(slow.errors, text).toEqual([]);
+class UnknownAlias extends Error {}
+
+/** Keys lbc refuses (booleans, null, collections as keys). */
+const hasOddKeys = (n: SNode | null): boolean =>
+  n !== null && (n.kind === 'map' ? n.entries.some((e) => e.key === '\u0000odd' || hasOddKeys(e.value)) : n.kind === 'seq' ? n.items.some(hasOddKeys) : false);
+
+type Verdict = 'read' | 'refused' | 'only-lbc-refused' | 'only-reference-refused';
+
+/** When both parsers read the text, the trees must be equal; otherwise says who refused it. */
+function compare(text: string): Verdict {
+  const mine = ours(text);
+  // A lone CR is a line break in YAML 1.2 (§5.4), as js-yaml reads it; the yaml package keeps it as text.
+  if (/\r(?!\n)/.test(text)) return mine.root === null ? 'refused' : 'read';
+  const ref = reference(text);
+  if (!ref.ok || ref.root === null || hasOddKeys(ref.root)) return mine.root === null ? 'refused' : 'only-reference-refused';
+  if (mine.root === null) {
+    for (const e of mine.errors) expect(e.location, text).toBeDefined();
+    return 'only-lbc-refused';
+  }
+  expect(mine.errors, JSON.stringify(text)).toEqual([]);
   // toStrictEqual: -0 is not 0, NaN is NaN, and every loc must match.
-  expect(fast, text).toStrictEqual(slow.root);
-  return true;
+  expect(mine.root, JSON.stringify(text)).toStrictEqual(ref.root);
+  return 'read';
 }
+
+const agrees = (text: string): boolean => compare(text) === 'read';
 
 const fixtureSpecs = readdirSync('fixtures')
   .map((d) => `fixtures/${d}/spec.yaml`)
   .filter((p) => existsSync(p));
 
-describe('fast YAML reader: real specs', () => {
-  it('reads every fixture exactly as the yaml package does', () => {
+describe('YAML specs: real specs', () => {
+  it('reads every fixture as the yaml package does', () => {
     expect(fixtureSpecs.length).toBeGreaterThan(0);
     for (const p of fixtureSpecs) expect(agrees(readFileSync(p, 'utf8')), p).toBe(true);
   });
 
-  it('reads the benchmark specs exactly as the yaml package does', () => {
-    for (const style of ['linux4', 'linux6', 'bsd'] as const) expect(agrees(genSpecText(50, style)), style).toBe(true);
+  it('reads the benchmark specs in every style as the yaml package does', () => {
+    for (const style of ['linux4', 'linux6', 'bsd'] as const) {
+      for (const layout of ['block', 'flow'] as const) expect(agrees(genSpecText(50, style, undefined, layout)), `${style} ${layout}`).toBe(true);
+    }
+    expect(agrees(YAML.stringify(YAML.parse(genSpecText(20, 'linux4', undefined, 'flow'))))).toBe(true);
   });
 
   it('reads the forms specs use, with their positions', () => {
     const forms = [
-      'a:\nb: 1', // null values sit after the colon ...
+      'a:\nb: 1', // empty values sit after the colon ...
       'a:   # c\nb:   \nc:', // ... at the first non-space after it
       '- \n-\n- # c\n- x',
       'a:\n- x\n- y\nb: 2', // a sequence at its key's indentation
@@ -73,26 +128,21 @@ describe('fast YAML reader: real specs', () => {
       'a: 007\nb: 0x1F\nc: 0o17\nd: 1e3\ne: .5\nf: -.inf\ng: .NaN\nh: -0\ni: 12345678901234567890\nj: 10.96.0.1\nk: ~\nl: NULL\nm: True\nn: yes',
       'a: 1\nb: é 😀 ü\nc: [😀, x]',
       'a:\r\n- x  \r\n- "q" # c\r\n-\r\nb:   \r\n', // CRLF line ends
+      'a: &v 10.0.0.1\nb: *v\nc: &m {x: 1}\nd: *m', // anchors and aliases
+      'a: !!str 80\nb: !!int "81"\nc: ! 82', // core tags
+      'a: |\n  two\n  lines\nb: >-\n  folded\n  text\nc: 1', // block scalars
+      'a: we\n  b\nc: "multi\n  line"', // multi-line scalars
+      'a: [1,\n   2]\nb: {x: 1,\n  y: 2}', // multi-line flow collections
+      '? a\n: 1\n"b": 2', // explicit and quoted keys
+      'a: 1\n...\n', // a document end marker
+      '%YAML 1.2\n---\na: 1', // a directive
     ];
     for (const text of forms) expect(agrees(text), text).toBe(true);
   });
 
-  it('gives the same IR and diagnostics through checkSpec', () => {
-    for (const p of fixtureSpecs) {
-      const text = readFileSync(p, 'utf8');
-      expect(checkSpec(text, 's.yaml')).toStrictEqual(checkViaYaml(text));
-    }
-  });
-
   it('reads specs as the yaml package writes them', () => {
-    let accepted = 0;
     const samples = fc.sample(specArbitrary(), { numRuns: 60, seed: 11 });
-    for (const json of samples) {
-      const text = YAML.stringify(JSON.parse(json));
-      if (agrees(text)) accepted++;
-      expect(checkSpec(text, 's.yaml')).toStrictEqual(checkViaYaml(text));
-    }
-    expect(accepted).toBe(samples.length);
+    for (const json of samples) expect(agrees(YAML.stringify(JSON.parse(json)))).toBe(true);
   });
 });
 
@@ -265,91 +315,26 @@ function documentText(g: Gen): string {
   return chance(g, 15) ? text.replace(/\n/g, '\r\n') : text;
 }
 
-describe('fast YAML reader: random documents', () => {
-  /** Runs the agreement property; it is only meaningful if the fast path takes a good share of the documents. */
+describe('YAML specs: random documents', () => {
+  /** The property is only meaningful if a good share of the documents is read (the rest both refuse). */
   const agreesOnRandomDocuments = (params: fc.Parameters<[fc.GeneratorValue]>) => {
-    let accepted = 0;
-    let runs = 0;
+    const count: Record<Verdict, number> = { read: 0, refused: 0, 'only-lbc-refused': 0, 'only-reference-refused': 0 };
+    const differ: string[] = [];
     fc.assert(
       fc.property(fc.gen(), (g) => {
-        runs++;
-        if (agrees(documentText(g))) accepted++;
+        const text = documentText(g);
+        const v = compare(text);
+        count[v]++;
+        if (v !== 'read' && v !== 'refused') differ.push(`${v}: ${JSON.stringify(text)}`);
       }),
       params,
     );
-    expect(accepted).toBeGreaterThan(runs * 0.25);
+    const runs = params.numRuns!;
+    expect(count.read).toBeGreaterThan(runs * 0.5);
+    // Two conforming parsers may judge an odd corner of YAML differently; that must stay rare.
+    expect(differ.length, differ.slice(0, 10).join('\n')).toBeLessThan(runs * 0.01);
   };
 
-  it('accepts only what the yaml package reads the same way', () => agreesOnRandomDocuments({ numRuns: 3000, seed: 20240611 }));
-  it('accepts only what the yaml package reads the same way (unseeded)', () => agreesOnRandomDocuments({ numRuns: 1000 }));
-});
-
-// ---------------------------------------------------------------------------------------------
-
-const BASE = `version: 1
-services:
-  - name: web
-    vip: 10.0.0.1
-    port: 80
-    backends:
-      - 10.0.1.1
-`;
-
-describe('fast YAML reader: constructs it leaves to the yaml package', () => {
-  const cases: Array<[string, string, boolean]> = [
-    // [what, text, yaml reports an error]
-    ['an anchor and alias', BASE.replace('vip: 10.0.0.1', 'vip: &v 10.0.0.1').replace('- 10.0.1.1', '- *v'), false],
-    ['a tag', BASE.replace('port: 80', 'port: !!int "80"'), false],
-    ['a literal block scalar', BASE.replace('name: web', 'name: |\n      web'), false],
-    ['a folded block scalar', BASE.replace('name: web', 'name: >-\n      web'), false],
-    ['a tab in the indentation', BASE.replace('    port: 80', '\tport: 80'), true],
-    ['a tab after a value', BASE.replace('port: 80', 'port: 80\t'), false],
-    ['a multi-line plain scalar', BASE.replace('name: web', 'name: we\n      b'), false],
-    ['a multi-line quoted scalar', BASE.replace('name: web', 'name: "we\n      b"'), false],
-    ['a multi-line flow sequence', BASE.replace('      - 10.0.1.1', '      - [10.0.1.1,\n         10.0.1.2]'), false],
-    ['a duplicate key', BASE.replace('port: 80', 'port: 80\n    port: 81'), true],
-    ['a duplicate key in a long mapping', BASE.replace('port: 80', Array.from({ length: 12 }, (_, i) => `x${i}: ${i}`).join('\n    ') + '\n    x3: 3'), true],
-    ['a duplicate key in a flow mapping', BASE.replace('- 10.0.1.1', '- { port: 1, port: 2 }'), true],
-    ['a quoted key', BASE.replace('port: 80', '"port": 80'), false],
-    ['an explicit key', BASE.replace('port: 80', '? port\n    : 80'), false],
-    ['a CR alone', BASE.replace('port: 80\n', 'port: 80\r'), true],
-    ['a CR inside a line', BASE.replace('name: web', 'name: w\reb'), false],
-    ['a byte order mark', '\ufeff' + BASE, false],
-    ['a directive', '%YAML 1.2\n---\n' + BASE, false],
-    ['two documents', BASE + '---\nversion: 1\n', true],
-    ['a document end marker', BASE + '...\n', false],
-    ['a mapping in a compact value', BASE.replace('port: 80', 'port: a: 80'), true],
-    ['a misaligned key', BASE.replace('    port: 80', '     port: 80'), true],
-    ['a key of true', BASE.replace('port: 80', 'true: 80'), true],
-    ['an empty document', '# nothing\n', true],
-    ['a very long key', BASE.replace('port: 80', `${'k'.repeat(1100)}: 80`), true],
-    ['a comment without a space after a flow sequence', BASE.replace('- 10.0.1.1', '- [10.0.1.1]#c'), true],
-  ];
-  for (const [what, text, yamlErrors] of cases) {
-    it(`gives up on ${what}, with the same diagnostics as before`, () => {
-      expect(readSimpleYaml(text, 's.yaml')).toBeNull();
-      const before = checkViaYaml(text);
-      expect(before.diagnostics.some((d) => d.code.startsWith('LBC1'))).toBe(yamlErrors);
-      expect(checkSpec(text, 's.yaml')).toStrictEqual(before);
-    });
-  }
-
-  it('leaves nesting deeper than the limit to the yaml path, which reports it', () => {
-    const nested = (depth: number) => {
-      const lines: string[] = [];
-      for (let i = 0; i < depth; i++) lines.push(`${pad(i)}-`);
-      return lines.join('\n').replace(/-$/, '- x') + '\n';
-    };
-    // nested(n) puts the scalar at depth n; parse.ts allows depth 64.
-    expect(agrees(nested(64))).toBe(true);
-    expect(readSimpleYaml(nested(65), 's.yaml')).toBeNull();
-    expect(viaYaml(nested(65)).errors.map((d) => d.code)).toEqual(['LBC1007']);
-  });
-
-  it('keeps the NUL check and the JSON reader ahead of it', () => {
-    expect(checkSpec('version: 1\u0000', 's.yaml').diagnostics.map((d) => d.code)).toEqual(['LBC1001']);
-    // Where the byte is: line 3, column 6 (after "  - n").
-    expect(checkSpec('version: 1\nservices:\n  - n\u0000', 's.yaml').diagnostics.map(formatDiagnostic)[0]).toMatch(/^s\.yaml:3:6: error: the spec contains a NUL byte/);
-    expect(checkSpec('{"version": 1, "services": []}', 's.yaml')).toStrictEqual(checkViaYaml('{"version": 1, "services": []}'));
-  });
+  it('reads every document as the yaml package does', () => agreesOnRandomDocuments({ numRuns: 2000, seed: 20240611 }));
+  it('reads every document as the yaml package does (unseeded)', () => agreesOnRandomDocuments({ numRuns: 500 }));
 });
