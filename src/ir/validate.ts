@@ -15,6 +15,7 @@ import { parseDuration } from './duration.js';
 import { enumValue, MapReader, readInteger } from './reader.js';
 import {
   HASH_FIELDS,
+  type Associations,
   type Backend,
   type Family,
   type HashField,
@@ -24,7 +25,14 @@ import {
   type Prefix,
   type Service,
   type ServiceLocations,
+  type SourceNat,
 } from './types.js';
+
+/** The spec's own source-nat: every service's default. */
+interface SpecSourceNat {
+  value: { word: string } | { address: string; family: Family };
+  loc: SourceLocation;
+}
 
 export { MAX_BACKENDS, MAX_STICKY_SECONDS, MAX_WEIGHT } from '../spec/definition.js';
 
@@ -44,6 +52,7 @@ export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR 
   } else if (version.value !== 1) {
     bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
   }
+  const specNat: SpecSourceNat | null = top.addressOrWord('source-nat') ?? null;
   const servicesNode = top.node('services');
   const services: Service[] = [];
   if (!servicesNode) {
@@ -52,7 +61,7 @@ export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR 
     bag.error('LBC2007', `"services" must be a non-empty list, not ${describeNode(servicesNode)}`, servicesNode.loc);
   } else {
     for (const item of servicesNode.items) {
-      const svc = validateService(item, bag);
+      const svc = validateService(item, bag, specNat);
       if (svc) services.push(svc);
     }
     checkAcrossServices(services, bag);
@@ -61,7 +70,7 @@ export function validateSpec(root: SNode, file: string, bag: DiagnosticBag): IR 
   return { file, services };
 }
 
-function validateService(node: SNode, bag: DiagnosticBag): Service | null {
+function validateService(node: SNode, bag: DiagnosticBag, specNat: SpecSourceNat | null): Service | null {
   if (node.kind !== 'map') {
     bag.error('LBC2010', `each service must be a mapping, not ${describeNode(node)}`, node.loc);
     return null;
@@ -135,6 +144,9 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
 
   const local = r.boolean('local');
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
+  const associations = r.node('associations') ? readAssociations(r.node('associations')!, bag) : null;
+  const ownNat = r.addressOrWord('source-nat');
+  const nat = ownNat ?? specNat;
 
   const backends: Backend[] = [];
   const beNode = r.node('backends');
@@ -157,6 +169,48 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     }
   }
 
+  const serviceFamily = family ?? 'ipv4';
+  let sourceNat: SourceNat | null = null;
+  if (nat && 'address' in nat.value) {
+    if (nat.value.family !== serviceFamily) {
+      const fam = (f: Family) => (f === 'ipv4' ? 'IPv4' : 'IPv6');
+      bag.error('LBC2071', `${label} is ${fam(serviceFamily)}, but its source-nat address ${nat.value.address} is ${fam(nat.value.family)}${ownNat ? '' : ` (the spec's source-nat, line ${nat.loc.line})`}`, ownNat ? nat.loc : node.loc, [
+        ownNat ? 'give an address of the service\'s family, or masquerade' : 'give this service its own source-nat: masquerade, an address of its family, or none',
+      ]);
+    } else sourceNat = { kind: 'address', address: nat.value.address };
+  } else if (nat && 'word' in nat.value && nat.value.word === 'masquerade') sourceNat = { kind: 'masquerade' };
+
+  if (associations) {
+    const at = r.loc('associations')!;
+    const proto = protocol?.value ?? defaultOf('service', 'protocol');
+    if (proto !== 'udp') {
+      bag.error('LBC2061', `${label}: associations are for UDP services; this one is ${proto}`, r.keyLoc('associations') ?? at, [
+        'a TCP connection keeps its backend by itself; use sticky for source-address affinity across TCP connections',
+      ]);
+    }
+    if (!vip || !vip.isHost) {
+      bag.error('LBC2062', `${label}: associations need a single-address vip: a backend's packets leave from the vip, so it must be one address`, vip ? r.loc('vip')! : node.loc, [
+        vip ? 'write the one address clients send to instead of the block' : 'add "vip: ADDRESS"',
+      ]);
+    }
+    if (r.has('sticky')) bag.error('LBC2063', `${label}: sticky and associations both choose who keeps a backend; associations already keep each client address and port on its backend`, r.keyLoc('sticky')!, ['remove sticky']);
+    if (local?.value) bag.error('LBC2063', `${label}: associations are kept for clients on the network; connections made on the balancer itself (local: true) are not associated`, r.keyLoc('local')!, ['remove local: true']);
+    for (const be of backends) {
+      if (be.address === null) {
+        bag.error('LBC2064', `${label}: with associations every backend needs an address: only addresses are rewritten, and a port on the balancer itself would be the vip again`, be.loc, ['run the local instance under an address of its own, or remove associations']);
+      } else if (port && be.port !== port.value) {
+        bag.error('LBC2064', `${label}: with associations backends run on the service port (${port.value}), not ${be.port}: only addresses are rewritten, so clients and backends see the same ports`, be.loc, [
+          `move the backend to port ${port.value}, or remove associations (then ports may differ)`,
+        ]);
+      }
+    }
+    if (associations.backendInitiated && sourceNat) {
+      bag.error('LBC2065', `${label}: backend-initiated associations need backends that see their clients' addresses; with source-nat they see the balancer's, so they cannot address a client`, r.keyLoc('associations') ?? at, [
+        ownNat ? 'remove source-nat (route the backends\' replies through the balancer), or set backend-initiated: false' : 'add "source-nat: none" to this service (route its backends\' replies through the balancer), or set backend-initiated: false',
+      ]);
+    }
+  }
+
   if (bag.items.length > before && bag.items.slice(before).some((d) => d.severity === 'error')) return null;
   const loc: ServiceLocations = {
     service: node.loc,
@@ -171,6 +225,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     local: r.loc('local'),
     health: r.loc('health'),
     family: r.loc('family'),
+    associations: r.loc('associations'),
+    sourceNat: ownNat?.loc ?? (sourceNat ? specNat?.loc : undefined),
     backends: beNode!.loc,
   };
   return {
@@ -184,10 +240,26 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     hashFields,
     sticky,
     local: local?.value ?? defaultOf('service', 'local'),
+    associations,
+    sourceNat,
     backends,
     health,
     loc,
   };
+}
+
+function readAssociations(node: SNode, bag: DiagnosticBag): Associations | null {
+  if (node.kind !== 'map') {
+    bag.error('LBC2060', `"associations" must be a mapping such as { max: 1048576, idle: 1d }, not ${describeNode(node)}`, node.loc, ['write "associations: {}" for the defaults']);
+    return null;
+  }
+  // A field in error leaves its default here; the service is refused anyway, and what the rest of it
+  // contradicts about associations is still reported.
+  const r = new MapReader(node, bag, 'associations');
+  const max = r.integer('max')?.value ?? defaultOf<number>('associations', 'max');
+  const idleMs = r.duration('idle', 'associations idle')?.value;
+  const backendInitiated = r.boolean('backend-initiated')?.value ?? defaultOf<boolean>('associations', 'backend-initiated');
+  return { max, idleSeconds: idleMs === undefined ? null : idleMs / 1000, backendInitiated };
 }
 
 function readBackend(
@@ -328,6 +400,7 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
     if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice (first at line ${prev.loc.name.line})`, s.loc.name);
     else names.set(s.name, s);
   }
+  checkAssociationBackends(services, bag);
   // Bucket by what every target dispatches on, so the check stays linear for 100,000 services.
   const buckets = new Map<string, Service[]>();
   for (const s of services) {
@@ -367,6 +440,37 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
           bag.error('LBC2052', `vip ${b.vip!.address}/${b.vip!.prefixLength} of "${b.name}" overlaps ${a.vip!.address}/${a.vip!.prefixLength} of "${a.name}" on the same protocol and port`, b.loc.vip);
         }
         if (cur.end > widest.end) widest = cur;
+      }
+    }
+  }
+}
+
+/**
+ * A backend's packet names the service it answers for only by its source address and port, and with
+ * associations the balancer acts on every such packet (it rewrites the source to the vip, or drops it).
+ * So a UDP backend address and port of a service with associations may serve no other UDP service.
+ */
+function checkAssociationBackends(services: Service[], bag: DiagnosticBag): void {
+  const owner = new Map<string, Service>();
+  const key = (s: Service, b: Backend) => `${s.family}|${b.address}|${b.port}`;
+  for (const s of services) {
+    if (!s.associations) continue;
+    for (const b of s.backends) {
+      const prev = owner.get(key(s, b));
+      if (prev && prev !== s) {
+        bag.error('LBC2066', `backend ${b.address} port ${b.port} serves both "${prev.name}" and "${s.name}", which have associations: its packets would not say which vip they leave from`, b.loc, ['give each service its own backend addresses or port']);
+      }
+      owner.set(key(s, b), s);
+    }
+  }
+  for (const s of services) {
+    if (s.associations || s.protocol !== 'udp') continue;
+    for (const b of s.backends) {
+      const a = b.address === null ? undefined : owner.get(key(s, b));
+      if (a) {
+        bag.error('LBC2066', `backend ${b.address} port ${b.port} of "${s.name}" is also a backend of "${a.name}", which has associations: the balancer would take its replies for "${a.name}"'s`, b.loc, [
+          `give "${s.name}" other backend addresses or another port, or give it associations on its own backends`,
+        ]);
       }
     }
   }

@@ -27,6 +27,10 @@ export const FEATURES = {
   health: 'health checks',
   backup: 'backup backends',
   'backup.port': 'backup backends on another port than the primaries',
+  associations: 'UDP associations per client address and port, kept across reloads and conntrack flushes',
+  'associations.full': 'a full association table evicting the least recently used association',
+  'associations.backend-initiated': 'backend-initiated traffic creating an association (leaving from the vip)',
+  'source-nat': 'source NAT towards the backends (source-nat)',
 } as const;
 
 export type Feature = keyof typeof FEATURES;
@@ -72,5 +76,11 @@ export function featuresOf(svc: Service): FeatureUse[] {
   if (checked) at('health', svc.loc.health ?? checked.loc);
   const backup = svc.backends.find((b) => b.backup);
   if (backup) at('backup', backup.loc);
+  if (svc.associations) {
+    at('associations', svc.loc.associations);
+    at('associations.full', svc.loc.associations);
+    if (svc.associations.backendInitiated) at('associations.backend-initiated', svc.loc.associations);
+  }
+  if (svc.sourceNat) at('source-nat', svc.loc.sourceNat);
   return uses;
 }

@@ -7,6 +7,7 @@
 import type { Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support } from '../target.js';
+import { associationsRefused } from '../associations-refused.js';
 
 /** Rules one service may turn into; weights are spelled as repeated rules. */
 export const MAX_RULES_PER_SERVICE = 1024;
@@ -102,4 +103,7 @@ export const capabilities: CapabilityTable = {
   },
   health: { level: 'yes', note: "checked by lbc's health agent, not by IPFilter (which does not probe backends)" },
   backup: { level: 'yes', note: 'backups are left out of the static rules: they serve only while every primary is down, which only the health agent knows' },
+  ...associationsRefused(
+    'IPFilter remembers a client only in its live translations (one per flow) and, with sticky, in a host map keyed by addresses without ports (ipf_nat_hostmap() in ip_nat.c), freed with the client\'s last translation',
+  ),
 };

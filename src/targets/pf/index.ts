@@ -13,6 +13,7 @@ import { renderTemplate } from '../template.js';
 import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
+import { associationsRefused } from '../associations-refused.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
   reducedWeights, serviceComment, smoothOrder,
@@ -87,6 +88,9 @@ export const pfCapabilities: CapabilityTable = {
     'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
   ),
   backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
+  ...associationsRefused(
+    'pf remembers where a client went only in its states (one per flow, gone at their timeout or with `pfctl -F states`) and in source nodes keyed by the source address alone (sticky-address; pf_find_src_node() in pf.c): nothing keeps a client address and port on its backend across flows, or lets a backend start one',
+  ),
 };
 
 interface Block {

@@ -37,6 +37,7 @@ import type { CapabilityTable, OutputFile, Support, TargetDefinition } from '../
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
+import { associationsRefused } from '../associations-refused.js';
 
 
 const NAME = 'relayd';
@@ -114,6 +115,13 @@ export const capabilities: CapabilityTable = {
     const p = healthProblem(svc);
     return p ? no(p, 'give the primaries a health check') : { level: 'yes', note: 'the second "forward to" is relayd\'s backup table' };
   },
+  ...associationsRefused(
+    'relayd redirections are pf rdr rules in its anchor: pf remembers a client only in per-flow states and in source nodes keyed by the source address alone (sticky-address), never by address and port',
+  ),
+  'source-nat': no(
+    'relayd writes only the redirection (rdr) rules of its anchor; a source NAT rule would have to be in the main pf.conf, outside relayd',
+    'compile with --target pf (or pf-openbsd), which writes the nat rule, or add a nat rule for the backends to pf.conf yourself',
+  ),
 };
 
 function addr(svc: Service, b: Backend): string {
