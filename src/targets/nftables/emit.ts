@@ -7,6 +7,7 @@ import { primaries } from '../../ir/types.js';
 import type { OutputFile } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
+import { buildAssociations, renderAssociations } from './associations.js';
 import { buildLayout, hashSeed, hex32, reducedWeights, STICKY_SET_SIZE, type Hook, type Layout, type SharedMap } from './layout.js';
 
 export const RULES_FILE = 'nftables.nft';
@@ -116,5 +117,8 @@ export function renderLayout(ir: IR, layout: Layout): string {
 }
 
 export function emitNftables(ir: IR): OutputFile[] {
-  return [{ name: RULES_FILE, content: renderLayout(ir, buildLayout(ir.services)) }];
+  // Services with UDP associations live in their own table (associations.ts), which loads keep.
+  const assoc = buildAssociations(ir.services);
+  const main = renderLayout(ir, buildLayout(assoc ? ir.services.filter((s) => !s.associations) : ir.services));
+  return [{ name: RULES_FILE, content: assoc ? `${main}${renderAssociations(assoc)}` : main }];
 }

@@ -6,7 +6,8 @@
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from '../target.js';
 import { emitNftables, RULES_FILE } from './emit.js';
-import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath } from '../applied-state.js';
+import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath, type TextState } from '../applied-state.js';
+import { associationsApplyScript, splitAssociations } from './associations.js';
 import { addMarker, inLayout, planFromState, type NftPlan } from './incremental.js';
 import { nftablesStatus, planNftables, removeNftables } from './lifecycle.js';
 
@@ -34,7 +35,11 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   if (!rules) throw new LbcError([{ code: 'LBC5001', severity: 'error', message: `nftables: nothing to apply (no ${RULES_FILE} among the files)` }]);
   const stateFile = stateFilePath(ctx, 'nftables');
   const text = rules.content;
-  const plan = stateFile && !ctx.fullApply ? await partialPlan(ctx, stateFile, text) : null;
+  // lbc's own table is planned from its text alone; the associations table (associations.ts) is
+  // brought up to date by commands of its own in the same batch, which keep its sets.
+  const { main } = splitAssociations(text);
+  const state = stateFile && !ctx.fullApply ? readTextState(stateFile, 'nftables') : null;
+  const plan = state ? partialPlan(ctx, state, main) : null;
   // In a dry run nothing changes, so the state file stays as it is.
   const mayRecord = ctx.dryRun || (await dropState(stateFile));
   if (plan && mayRecord) {
@@ -46,7 +51,7 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
     // The next state is written while the kernel loads, and put in place only if the load succeeds.
     const staged = stageTextState(ctx.dryRun ? null : stateFile, { version: STATE_VERSION, target: 'nftables', marker: plan.marker, texts: [text], meta: ctx.meta }, ctx.log);
     try {
-      await ctx.run(['nft', '-f', '-'], plan.script);
+      await ctx.run(['nft', '-f', '-'], plan.script + (await associationsApplyScript(ctx, state!.texts[0], text)));
       await staged.commit();
       return;
     } catch (e) {
@@ -60,10 +65,20 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   ctx.log(`nftables: loading ${RULES_FILE} (replaces table inet lbc)`);
   // Without a state file there is nothing to compare with later: load exactly the file, as always.
   // Otherwise the marker goes in the same batch as the table, so it names exactly what this load put there.
-  const marker = stateFile && inLayout(text) ? fullMarker([text]) : null;
+  const marker = stateFile && inLayout(main) ? fullMarker([text]) : null;
   const staged = stageTextState(marker && mayRecord && !ctx.dryRun ? stateFile : null, { version: STATE_VERSION, target: 'nftables', marker: marker ?? '', texts: [text], meta: ctx.meta }, ctx.log);
   try {
-    await ctx.run(['nft', '-f', '-'], marker ? `${text}${addMarker(marker)}\n` : text);
+    // An association that expires between listing a departing backend's clients and the load makes
+    // the batch fail (nft 1.0.6 has no `destroy element`): list again, a few times.
+    for (let attempt = 1; ; attempt++) {
+      const assoc = await associationsApplyScript(ctx, null, text);
+      try {
+        await ctx.run(['nft', '-f', '-'], `${marker ? `${main}${addMarker(marker)}\n` : main}${assoc}`);
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !/No such file or directory/.test((e as Error).message) || !assoc.includes('delete element')) throw e;
+      }
+    }
   } catch (e) {
     await staged.discard();
     throw e;
@@ -71,10 +86,8 @@ export async function applyNftables(files: OutputFile[], ctx: ApplyContext): Pro
   await staged.commit();
 }
 
-async function partialPlan(ctx: ApplyContext, stateFile: string, text: string): Promise<NftPlan | null> {
-  const state = readTextState(stateFile, 'nftables');
-  if (!state) return null;
-  const plan = planFromState(state, text);
+function partialPlan(ctx: ApplyContext, state: TextState, main: string): NftPlan | null {
+  const plan = planFromState({ ...state, texts: state.texts.map((t) => splitAssociations(t).main) }, main);
   if (!plan) ctx.log('nftables: this change needs the whole ruleset loaded (or the file is not in the layout lbc emits)');
   return plan;
 }
