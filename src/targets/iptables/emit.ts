@@ -24,6 +24,7 @@ import { renderTemplate } from '../template.js';
 import { buildTree, FLAT_MAX, type TreeItem } from './tree.js';
 import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
 import { appendAll } from '../arrays.js';
+import { associationRules } from './associations.js';
 
 export interface Flavor {
   target: 'iptables' | 'ip6tables';
@@ -45,6 +46,9 @@ export const ENTRY_POINTS: ReadonlyArray<readonly [string, string, string]> = [
   ['nat', 'OUTPUT', 'LBC-OUTPUT'],
   ['mangle', 'PREROUTING', 'LBC-PREROUTING'],
   ['mangle', 'OUTPUT', 'LBC-OUTPUT'],
+  // UDP associations (associations.ts): raw for every packet, nat POSTROUTING for backends' new flows.
+  ['raw', 'PREROUTING', 'LBC-PREROUTING'],
+  ['nat', 'POSTROUTING', 'LBC-POSTROUTING'],
 ];
 
 /**
@@ -113,7 +117,9 @@ function describeService(svc: Service): string {
 }
 
 export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
-  const services = ir.services.filter((s) => s.family === flavor.family);
+  // Services with UDP associations have rules of their own (associations.ts).
+  const assoc = associationRules(flavor, ir.services);
+  const services = ir.services.filter((s) => s.family === flavor.family && !s.associations);
   const nat: Table = { chains: ['LBC-PREROUTING'], lines: [] };
   const mangle: Table = { chains: [], lines: [] };
   const natPre: { tree: TreeItem[]; rest: string[] } = { tree: [], rest: [] };
@@ -205,7 +211,7 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     }
   }
 
-  const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = []) => {
+  const dispatch = (t: Table, root: string, ns: string, d: { tree: TreeItem[]; rest: string[] }, prelude: string[] = [], first: string[] = []) => {
     const tree = buildTree(root, ns, flavor.family, d.tree);
     appendAll(t.chains, tree.chains);
     // A comment line goes with the rule after it; the root's own rules come first.
@@ -222,12 +228,13 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       dst.push(r);
       pending = [];
     }
+    appendAll(t.lines, first);
     appendAll(t.lines, prelude.map((p) => `-A ${root} ${p}`));
     appendAll(t.lines, rootLines);
     appendAll(t.lines, d.rest.map((r) => `-A ${root} ${r}`));
     appendAll(t.lines, otherLines);
   };
-  dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
+  dispatch(nat, 'LBC-PREROUTING', 'T', natPre, [], assoc?.nat.prerouting);
   if (natOut.tree.length + natOut.rest.length) {
     nat.chains.push('LBC-OUTPUT');
     dispatch(nat, 'LBC-OUTPUT', 'O', natOut);
@@ -246,8 +253,17 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   // Keep the tree chains' declarations next to the entry chains, service chains after.
   appendAll(nat.chains, serviceChains);
   appendAll(nat.lines, serviceLines);
+  const raw: Table = { chains: [], lines: [] };
+  if (assoc) {
+    raw.chains.push('LBC-PREROUTING', ...assoc.raw.chains);
+    appendAll(raw.lines, assoc.raw.lines);
+    nat.chains.push('LBC-POSTROUTING', ...assoc.nat.chains);
+    appendAll(nat.lines, assoc.nat.postrouting);
+    appendAll(nat.lines, assoc.nat.lines);
+    appendAll(sets, assoc.sets);
+  }
 
-  const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : mangle).chains.includes(chain));
+  const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : table === 'raw' ? raw : mangle).chains.includes(chain));
   const header = [
     ...headerLines(flavor.target, ir.file),
     `Load with \`${flavor.tool}-restore --noflush\` (as \`lbc apply\` does): it replaces the LBC- chains below and nothing else.`,
@@ -262,7 +278,14 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       'connection to a hash service, replacing any mark set before; later packets are not marked.',
     );
   }
+  if (assoc) {
+    header.push(
+      'UDP associations: raw-table rules give each packet the conntrack zone of its association, and the',
+      `${flavor.ipsetFile} sets (hash:ip,port) hold the associations; loading this file again keeps them.`,
+    );
+  }
   const tables = [
+    ...(raw.chains.length ? [{ name: 'raw', ...raw }] : []),
     ...(mangle.chains.length ? [{ name: 'mangle', ...mangle }] : []),
     { name: 'nat', ...nat },
   ];
@@ -271,7 +294,8 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     const setHeader = [
       ...headerLines(flavor.target, ir.file),
       `Load before ${flavor.rulesFile} with: ipset restore -exist < ${flavor.ipsetFile}`,
-      'One hash:ip set per backend of a sticky service: the clients it served, each forgotten after the timeout.',
+      ...(services.some((s) => s.sticky) ? ['One hash:ip set per backend of a sticky service: the clients it served, each forgotten after the timeout.'] : []),
+      ...(assoc ? ['UDP associations: per service one hash:ip,port set of every association (-all) and one per backend.'] : []),
     ];
     files.push({ name: flavor.ipsetFile, content: renderTemplate('iptables', 'ipset', { header: setHeader, sets }) });
   }

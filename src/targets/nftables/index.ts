@@ -14,6 +14,12 @@ import { nftablesStatus, planNftables, removeNftables } from './lifecycle.js';
 const capabilities: CapabilityTable = {
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
   backup: { level: 'yes', note: 'backup backends get no rules; `lbc agent` recompiles with them when every primary is down' },
+  associations: { level: 'yes', note: 'dynamic sets per backend in table inet lbc_assoc, packets rewritten without connection tracking (associations.ts)' },
+  'associations.full': {
+    level: 'approx',
+    note: 'nftables sets cannot evict the least recently used element (a full set refuses the add): when the table is full a newcomer goes to the backend a hash of its address and port picks, without being remembered; the same backend on every packet, and after conntrack -F, while the backends stay the same',
+  },
+  'associations.backend-initiated': { level: 'yes', note: "a backend's first packet to a client makes the association and leaves from the vip" },
 };
 
 /**
