@@ -3,7 +3,9 @@
  * address and port (source address SRC plus i / 50000, source port 10000 + i % 50000), written with a
  * raw socket so any source can be chosen (raw(7): IP_HDRINCL; for IPv6, IPPROTO_RAW sockets carry
  * the header too, raw(7)/ipv6(7)). ROUNDS > 1 sends the same COUNT keys again (refreshing them).
- * usage: udpflood 4|6 SRC DST DPORT COUNT ROUNDS
+ * RATE (datagrams per second, 0 or absent: as fast as possible) paces the sender, so the benchmark can
+ * find the highest rate at which the balancer loses nothing.
+ * usage: udpflood 4|6 SRC DST DPORT COUNT ROUNDS [RATE]
  * Prints: sent=N seconds=S rate=R (datagrams per second of the whole run).
  */
 #define _GNU_SOURCE
@@ -31,25 +33,28 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static uint16_t csum_fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return (uint16_t)~sum;
-}
-
+/* The Internet checksum over bytes in network order (read byte by byte: no aliasing of other types). */
 static uint32_t csum_add(uint32_t sum, const void *data, size_t len) {
-  const uint16_t *p = data;
-  for (; len > 1; len -= 2) sum += *p++;
-  if (len) sum += *(const uint8_t *)p;
+  const uint8_t *p = data;
+  for (; len > 1; len -= 2, p += 2) sum += (uint32_t)(p[0] << 8 | p[1]);
+  if (len) sum += (uint32_t)(p[0] << 8);
   return sum;
 }
 
+/* The folded complement, in network order. */
+static uint16_t csum_fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return htons((uint16_t)~sum);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: %s 4|6 SRC DST DPORT COUNT ROUNDS\n", argv[0]);
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: %s 4|6 SRC DST DPORT COUNT ROUNDS [RATE]\n", argv[0]);
     return 2;
   }
   int v6 = strcmp(argv[1], "6") == 0;
   long count = atol(argv[5]), rounds = atol(argv[6]);
+  double pace = argc == 8 ? atof(argv[7]) : 0;
   uint16_t dport = (uint16_t)atoi(argv[4]);
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW, IPPROTO_RAW);
   if (fd < 0) {
@@ -139,6 +144,13 @@ int main(int argc, char **argv) {
         done += k;
       }
       sent += n;
+      if (pace > 0) {
+        double due = t0 + sent / pace;
+        for (double t = now(); t < due; t = now()) {
+          struct timespec ts = {0, (long)((due - t) * 1e9)};
+          nanosleep(&ts, NULL);
+        }
+      }
     }
   }
   double s = now() - t0;

@@ -401,6 +401,7 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
     else names.set(s.name, s);
   }
   checkAssociationBackends(services, bag);
+  checkSourceNatBackends(services, bag);
   // Bucket by what every target dispatches on, so the check stays linear for 100,000 services.
   const buckets = new Map<string, Service[]>();
   for (const s of services) {
@@ -470,6 +471,28 @@ function checkAssociationBackends(services: Service[], bag: DiagnosticBag): void
       if (a) {
         bag.error('LBC2066', `backend ${b.address} port ${b.port} of "${s.name}" is also a backend of "${a.name}", which has associations: the balancer would take its replies for "${a.name}"'s`, b.loc, [
           `give "${s.name}" other backend addresses or another port, or give it associations on its own backends`,
+        ]);
+      }
+    }
+  }
+}
+
+/**
+ * Source NAT is decided by where a connection was sent (nftables and ipnat match the backend's address,
+ * protocol and port after the destination NAT), so services sharing a backend must agree on it.
+ */
+function checkSourceNatBackends(services: Service[], bag: DiagnosticBag): void {
+  const seen = new Map<string, Service>();
+  const natText = (s: Service) => (s.sourceNat === null ? 'none' : s.sourceNat.kind === 'masquerade' ? 'masquerade' : s.sourceNat.address);
+  for (const s of services) {
+    for (const b of s.backends) {
+      if (b.address === null) continue;
+      const k = `${s.family}|${s.protocol}|${b.address}|${b.port}`;
+      const prev = seen.get(k);
+      if (!prev) seen.set(k, s);
+      else if (prev !== s && natText(prev) !== natText(s)) {
+        bag.error('LBC2072', `backend ${b.address} port ${b.port} serves "${prev.name}" (source-nat ${natText(prev)}) and "${s.name}" (source-nat ${natText(s)}): source NAT is decided by the backend a connection goes to, so they must agree`, b.loc, [
+          'give both services the same source-nat, or give one of them other backend addresses or ports',
         ]);
       }
     }

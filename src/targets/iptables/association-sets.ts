@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import type { ApplyContext } from '../target.js';
 
-const CREATE = /^create (\S+) hash:ip,port family (\S+) maxelem (\d+) timeout (\d+)$/;
+const CREATE = /^create (\S+) hash:ip,port family (\S+) hashsize (\d+) maxelem (\d+) timeout (\d+)$/;
 
 /** Members of a set as `ipset save` prints them ("10.0.0.1,udp:4000 timeout 100"), or [] when it does not exist. */
 async function members(name: string, ctx: ApplyContext): Promise<string[]> {
@@ -27,7 +27,7 @@ export async function resizeAssociationSets(setsFile: string, ctx: ApplyContext)
   for (const line of setsFile.split('\n')) {
     const m = CREATE.exec(line);
     if (!m) continue;
-    const [, name, family, maxelem] = m;
+    const [, name, family, hashsize, maxelem] = m;
     let header: string;
     try {
       header = await ctx.query(['ipset', 'list', '-t', name]);
@@ -36,12 +36,14 @@ export async function resizeAssociationSets(setsFile: string, ctx: ApplyContext)
     }
     const have = /maxelem (\d+)/.exec(header)?.[1];
     const fam = /family (\S+)/.exec(header)?.[1];
-    if (have === maxelem && fam === family && /Type: hash:ip,port/.test(header)) continue;
+    // The hash size of a set grows with user-space adds, so only a smaller one than wanted counts.
+    const size = Number(/hashsize (\d+)/.exec(header)?.[1] ?? 0);
+    if (have === maxelem && fam === family && size >= Number(hashsize) && /Type: hash:ip,port/.test(header)) continue;
     const tmp = `LBC-tmp-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
     const kept = await members(name, ctx);
     const room = Number(maxelem);
     ctx.log(`ipset ${name}: maxelem ${have} -> ${maxelem}: copying its ${kept.length} association(s) into a new set${kept.length > room ? ` (the ${kept.length - room} beyond the new max are forgotten)` : ''}`);
-    await ctx.run(['ipset', 'create', tmp, 'hash:ip,port', 'family', family, 'maxelem', maxelem, 'timeout', '0']);
+    await ctx.run(['ipset', 'create', tmp, 'hash:ip,port', 'family', family, 'hashsize', hashsize, 'maxelem', maxelem, 'timeout', '0']);
     if (kept.length) await ctx.run(['ipset', 'restore', '-exist'], kept.slice(0, room).map((x) => `add ${tmp} ${x}`).join('\n') + '\n');
     await ctx.run(['ipset', 'swap', name, tmp]);
     await ctx.run(['ipset', 'destroy', tmp]);

@@ -25,6 +25,7 @@ import { buildTree, FLAT_MAX, type TreeItem } from './tree.js';
 import { expandSlots, nthEvery, randomProbabilities } from './slots.js';
 import { appendAll } from '../arrays.js';
 import { associationRules } from './associations.js';
+import { sourceNatRules } from './source-nat.js';
 
 export interface Flavor {
   target: 'iptables' | 'ip6tables';
@@ -254,10 +255,13 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   appendAll(nat.chains, serviceChains);
   appendAll(nat.lines, serviceLines);
   const raw: Table = { chains: [], lines: [] };
+  const snat = sourceNatRules(flavor, services);
+  if (assoc || snat.length) nat.chains.push('LBC-POSTROUTING');
+  appendAll(nat.lines, snat);
   if (assoc) {
     raw.chains.push('LBC-PREROUTING', ...assoc.raw.chains);
     appendAll(raw.lines, assoc.raw.lines);
-    nat.chains.push('LBC-POSTROUTING', ...assoc.nat.chains);
+    nat.chains.push(...assoc.nat.chains);
     appendAll(nat.lines, assoc.nat.postrouting);
     appendAll(nat.lines, assoc.nat.lines);
     appendAll(sets, assoc.sets);
