@@ -8,15 +8,19 @@ import { dropState, readTextState, stateFilePath } from '../applied-state.js';
 import { inScratchNamespace, trackedByDestination, unifiedDiff, type PlanReport, type TargetStatus } from '../lifecycle.js';
 import { MARKER_PREFIX, markerChain, planFromState } from './incremental.js';
 import { RULES_FILE, TABLE } from './emit.js';
-import { ASSOC_TABLE, splitAssociations } from './associations.js';
+import { ASSOC_TABLE, splitAssociations, terseTable } from './associations.js';
 
-/** `nft list table inet lbc` (and lbc's associations table after it, when there is one), or null when lbc's table does not exist. */
+/**
+ * `nft list table inet lbc` (and lbc's associations table after it, terse: its elements are the packet
+ * path's, and listing them costs seconds at a million associations), or null when lbc's table does not
+ * exist. Whether a table exists is read from the terse ruleset, which nft lists without fetching any set
+ * element (`nft list tables` fetches them all: associations.ts, terseTable()).
+ */
 async function listTable(ctx: ApplyContext): Promise<string | null> {
-  const tables = (await ctx.query(['nft', 'list', 'tables'])).split('\n').map((l) => l.trim());
-  if (!tables.includes(`table ${TABLE}`)) return null;
+  if ((await terseTable(ctx, TABLE)) === null) return null;
   const own = await ctx.query(['nft', 'list', 'table', ...TABLE.split(' ')]);
-  // Terse: the associations themselves (set elements) are the packet path's, not a load's.
-  return tables.includes(`table ${ASSOC_TABLE}`) ? `${own}${await ctx.query(['nft', '-t', 'list', 'table', ...ASSOC_TABLE.split(' ')])}` : own;
+  const assoc = await terseTable(ctx, ASSOC_TABLE);
+  return assoc === null ? own : `${own}${assoc}\n`;
 }
 
 /**
@@ -63,8 +67,8 @@ export function comparableListing(listing: string): string {
 
 export async function removeNftables(ctx: ApplyContext): Promise<void> {
   const stateFile = stateFilePath(ctx, 'nftables');
-  const tables = (await ctx.query(['nft', 'list', 'tables'])).split('\n').map((l) => l.trim());
-  const owned = [TABLE, ASSOC_TABLE].filter((t) => tables.includes(`table ${t}`));
+  const owned: string[] = [];
+  for (const t of [TABLE, ASSOC_TABLE]) if ((await terseTable(ctx, t)) !== null) owned.push(t);
   if (owned.length === 0) ctx.log(`nftables: table ${TABLE} is not loaded; nothing to remove`);
   for (const t of owned) {
     ctx.log(`nftables: deleting table ${t}${t === ASSOC_TABLE ? ' (and every UDP association in it)' : ''}`);
