@@ -103,6 +103,14 @@ export const capabilities: CapabilityTable = {
   },
   health: { level: 'yes', note: "checked by lbc's health agent, not by IPFilter (which does not probe backends)" },
   backup: { level: 'yes', note: 'backups are left out of the static rules: they serve only while every primary is down, which only the health agent knows' },
+  'source-nat': (svc) =>
+    svc.sourceNat?.kind === 'masquerade' && svc.family === 'ipv6'
+      ? {
+          level: 'no',
+          why: "ipnat's 0/32 (the interface's own address) is written for IPv4 maps; lbc does not write an IPv6 form it cannot check",
+          instead: 'write `source-nat: ADDRESS` (an IPv6 address of this host on the backends\' network)',
+        }
+      : { level: 'yes', note: 'a map rule per backend on the service\'s interface: the backend sees the map address, and its replies go back through both translations' },
   ...associationsRefused(
     'IPFilter remembers a client only in its live translations (one per flow) and, with sticky, in a host map keyed by addresses without ports (ipf_nat_hostmap() in ip_nat.c), freed with the client\'s last translation',
   ),

@@ -26,7 +26,7 @@ import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, isUniform, keepState, matchText, percent,
-  poolName, serviceComment,
+  poolName, serviceComment, sourceNatTarget,
 } from '../pf/common.js';
 import { pfCapabilities } from '../pf/index.js';
 
@@ -103,7 +103,10 @@ function serviceBlock(svc: Service): Block {
   const name = poolName(svc);
   const prim = primaries(svc);
   const comment = serviceComment(svc, 'pf-openbsd');
-  const head = `pass in quick ${matchText(svc)}`;
+  const nat = sourceNatTarget(svc);
+  // With source NAT the translated connections are tagged, and a pass out rule tagged with it translates
+  // their source on the way to the backends (OpenBSD parse.y filter_opt NATTO; pf keeps a packet's tag).
+  const head = nat ? `pass in quick ${matchText(svc)} tag ${name}` : `pass in quick ${matchText(svc)}`;
   const state = keepState(svc);
   const tables: string[] = [];
   const rules: string[] = [];
@@ -135,6 +138,10 @@ function serviceBlock(svc: Service): Block {
       const prob = p === null ? '' : ` probability ${percent(p)}`;
       rules.push(`${head}${prob} rdr-to ${backendAddress(svc, b)} port ${b.port} ${state}`);
     });
+  }
+  if (nat) {
+    const on = svc.interface ? ` on ${svc.interface}` : '';
+    rules.push(`pass out quick${on} ${svc.family === 'ipv4' ? 'inet' : 'inet6'} proto ${svc.protocol} all tagged ${name} nat-to ${nat} keep state`);
   }
   return { comment, tables, rules };
 }

@@ -16,7 +16,7 @@ import { headerLines } from '../text.js';
 import { associationsRefused } from '../associations-refused.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, matchText, poolName,
-  reducedWeights, serviceComment, smoothOrder,
+  reducedWeights, serviceComment, smoothOrder, sourceNatSupport, sourceNatTarget,
 } from './common.js';
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -88,6 +88,7 @@ export const pfCapabilities: CapabilityTable = {
     'run the backup on the primaries\' port (e.g. { port: P, backup: true } (P being the port of the primaries) for a local fallback), or use a Linux target with `lbc agent`',
   ),
   backup: { level: 'approx', note: 'backups are not in the static ruleset; the health agent or relayd puts them into the table when every primary is down' },
+  'source-nat': sourceNatSupport,
   ...associationsRefused(
     'pf remembers where a client went only in its states (one per flow, gone at their timeout or with `pfctl -F states`) and in source nodes keyed by the source address alone (sticky-address; pf_find_src_node() in pf.c): nothing keeps a client address and port on its backend across flows, or lets a backend start one',
   ),
@@ -97,6 +98,7 @@ interface Block {
   comment: string[];
   tables: string[];
   rdr: string[];
+  nat: string[];
   pass: string[];
 }
 
@@ -130,11 +132,19 @@ function serviceBlock(svc: Service): Block {
   }
   const on = svc.interface ? ` on ${svc.interface}` : '';
   const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
+  // Source NAT: the rdr rule's tag marks the connections on their way out too (pf keeps a packet's tag),
+  // so a nat rule `tagged` with it translates exactly those (FreeBSD parse.y natrule takes tagged), and
+  // they are passed out even under a default block. pf.conf(5) TRANSLATION: rdr and nat on one interface.
+  const nat = sourceNatTarget(svc);
   return {
     comment,
     tables,
     rdr: [`rdr ${matchText(svc)} tag ${name} -> ${pool}`],
-    pass: [`pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`],
+    nat: nat ? [`nat${on} ${af} proto ${svc.protocol} all tagged ${name} -> ${nat}`] : [],
+    pass: [
+      `pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`,
+      ...(nat ? [`pass out quick${on} ${af} proto ${svc.protocol} all tagged ${name} keep state`] : []),
+    ],
   };
 }
 
