@@ -35,6 +35,12 @@ export const FEATURES = {
 
 export type Feature = keyof typeof FEATURES;
 
+/** Refinements of a feature: a target that refuses the feature is not asked about them (one reason, not three). */
+export const REFINES: Partial<Record<Feature, Feature>> = {
+  'associations.full': 'associations',
+  'associations.backend-initiated': 'associations',
+};
+
 export interface FeatureUse {
   feature: Feature;
   location: SourceLocation;
