@@ -61,9 +61,12 @@ function textOf(files: readonly OutputFile[], name: string): string {
   return f.content;
 }
 
-function ruleLines(text: string, keyword: 'rdr' | 'pass'): string[] {
+function ruleLines(text: string, keyword: 'rdr' | 'pass' | 'map'): string[] {
   return text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(`${keyword} `));
 }
+
+/** The NAT rules of a compile: rdr, and the map rules of source-nat (static: one per backend, whatever is up). */
+const natLines = (text: string) => [...ruleLines(text, 'rdr'), ...ruleLines(text, 'map')];
 
 const body = (lines: readonly string[]) => `${lines.join('\n')}\n`;
 
@@ -76,13 +79,13 @@ function reload(tool: 'ipf' | 'ipnat', lines: readonly string[], removeFirst: re
 
 /** apply(): ipf.rules first, so the redirected connections are let in as soon as they start. */
 export function ipnatApplyPlan(files: readonly OutputFile[]): Command[] {
-  return [...reload('ipf', ruleLines(textOf(files, FILTER), 'pass')), ...reload('ipnat', ruleLines(textOf(files, NAT), 'rdr'))];
+  return [...reload('ipf', ruleLines(textOf(files, FILTER), 'pass')), ...reload('ipnat', natLines(textOf(files, NAT)))];
 }
 
 export async function ipnatApply(files: OutputFile[], ctx: ApplyContext): Promise<void> {
   // Rules an earlier apply loaded that this compile no longer has: lbc's record names them.
   const previous = recordedIpnatRules('ipnat', ctx);
-  const nat = new Set(ruleLines(textOf(files, NAT), 'rdr'));
+  const nat = new Set(natLines(textOf(files, NAT)));
   const filter = new Set(ruleLines(textOf(files, FILTER), 'pass'));
   const gone = previous ? { nat: previous.nat.filter((l) => !nat.has(l)), filter: previous.filter.filter((l) => !filter.has(l)) } : null;
   await runCommands(ipnatApplyPlan(files), ctx);
@@ -108,6 +111,7 @@ interface Reference {
   svc: Service;
   nat: string[];
   filter: string[];
+  maps: string[];
 }
 
 interface ServicePlan {
@@ -115,9 +119,9 @@ interface ServicePlan {
   backups: Reference | null;
 }
 
-function compileOne(change: AgentLoad, svc: Service): { nat: string[]; filter: string[] } {
+function compileOne(change: AgentLoad, svc: Service): { nat: string[]; filter: string[]; maps: string[] } {
   const files = change.compile({ ...change.spec, services: [svc] });
-  return { nat: ruleLines(textOf(files, NAT), 'rdr'), filter: ruleLines(textOf(files, FILTER), 'pass') };
+  return { nat: ruleLines(textOf(files, NAT), 'rdr'), filter: ruleLines(textOf(files, FILTER), 'pass'), maps: ruleLines(textOf(files, NAT), 'map') };
 }
 
 function servicePlan(change: AgentLoad, svc: Service): ServicePlan {
@@ -184,8 +188,10 @@ export function ipnatLoadPlan(change: AgentLoad): Command[] {
   const next = desired(change.live);
   if (!change.previous) {
     const filter = [...new Set([...plans.values()].flatMap((p) => [...p.primaries.filter, ...(p.backups?.filter ?? [])]))];
+    // Source NAT map rules, like the pass rules, are loaded once for every backend that may get traffic.
+    const maps = [...new Set([...plans.values()].flatMap((p) => [...p.primaries.maps, ...(p.backups?.maps ?? [])]))];
     const possible = [...new Set([...plans.values()].flatMap((p) => possibleLines(change, p)))];
-    return [...reload('ipf', filter), ...reload('ipnat', next, possible)];
+    return [...reload('ipf', filter), ...reload('ipnat', [...maps, ...next], [...maps, ...possible])];
   }
   const before = desired(change.previous.live);
   const add = next.filter((l) => !before.includes(l));

@@ -200,3 +200,14 @@ describe('lbc check says, per target, what a full association table does', () =>
     expect(r.stderr.match(/target pf cannot express/g)).toHaveLength(2);
   });
 });
+
+describe('ipnat apply loads the source NAT map rules too', () => {
+  it('removes and adds every map rule with the rdr rules', async () => {
+    const { ipnatApplyPlan } = await import('../../src/agent-bsd/ipnat.js');
+    const files = compile('version: 1\nservices:\n  - { name: a, vip: 192.0.2.1, port: 80, interface: em0, source-nat: 10.0.0.254, backends: [10.0.0.1, 10.0.0.2] }\n', 'ipnat').files;
+    const adds = ipnatApplyPlan(files).filter((c) => c.argv.join(' ') === 'ipnat -f -').map((c) => c.stdin);
+    expect(adds).toHaveLength(1);
+    expect(adds[0]).toContain('map em0 from any to 10.0.0.1/32 port = 80 -> 10.0.0.254/32 tcp\n');
+    expect(adds[0]).toContain('map em0 from any to 10.0.0.2/32 port = 80 -> 10.0.0.254/32 tcp\n');
+  });
+});
