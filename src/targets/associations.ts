@@ -4,7 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { v4ToInt, v6ToBigInt } from '../ir/address.js';
-import type { Family } from '../ir/types.js';
+import type { Family, Service } from '../ir/types.js';
+import type { Support } from './target.js';
 
 /** The address as hexadecimal digits: 8 for IPv4, 32 for IPv6. */
 export function addressHex(address: string, family: Family): string {
@@ -22,4 +23,19 @@ export function shortAddressTag(address: string, family: Family, taken: Readonly
     const tag = createHash('sha256').update(`${address}#${salt}`).digest('hex').slice(0, 8);
     if (!taken.has(tag)) return tag;
   }
+}
+
+/**
+ * source-nat on a Linux target that keeps associations by `how`: a backend's reply to the balancer's own
+ * address names no client, so it cannot be sent back through the association.
+ */
+export function sourceNatBesideAssociations(how: string): (svc: Service) => Support {
+  return (svc) =>
+    svc.associations
+      ? {
+          level: 'no',
+          why: `associations keep their backend in ${how}, and a backend's reply to the balancer's own address cannot be traced back to its client that way`,
+          instead: "route the backends' replies through the balancer (default route or a route for the client networks) and drop source-nat, or drop associations (conntrack then keeps each flow on its backend)",
+        }
+      : { level: 'yes', note: 'by the backend a connection was sent to: masquerade or snat in nat postrouting, for destination-NATed connections only' };
 }

@@ -211,3 +211,14 @@ describe('ipnat apply loads the source NAT map rules too', () => {
     expect(adds[0]).toContain('map em0 from any to 10.0.0.2/32 port = 80 -> 10.0.0.254/32 tcp\n');
   });
 });
+
+describe('source-nat beside associations', () => {
+  it('is refused on nftables and iptables, at the source-nat line, with the alternative', async () => {
+    const ir = parseSpec('version: 1\nservices:\n  - name: coap\n    vip: 192.0.2.1\n    port: 5683\n    protocol: udp\n    source-nat: masquerade\n    associations: {}\n    backends: [10.0.0.1]\n', 's.yaml');
+    for (const t of ['nftables', 'iptables']) {
+      const errs = compileForTarget((await import('../../src/targets/registry.js')).TARGETS.get(t)!, ir).diagnostics.filter((d) => d.severity === 'error');
+      expect(errs.map((d) => [d.location?.line, d.code])).toEqual([[7, 'LBC3001']]);
+      expect(errs[0].notes?.[0]).toMatch(/route the backends' replies through the balancer/);
+    }
+  });
+});

@@ -6,6 +6,7 @@
 import type { Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
+import { sourceNatBesideAssociations } from '../associations.js';
 import { applyIptables } from './apply.js';
 import { iptablesStatus, planIptables, removeIptables } from './lifecycle.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
@@ -32,14 +33,7 @@ const capabilities: CapabilityTable = {
     level: 'approx',
     note: 'ipset cannot evict the least recently used member (forceadd drops an arbitrary one, which may be a session in use): when the set is full a newcomer goes to the backend a hash of its address and port picks (HMARK, which sets the packet mark), without being remembered; the same backend on every packet, and after conntrack -F, while the backends stay the same',
   },
-  'source-nat': (svc) =>
-    svc.associations
-      ? {
-          level: 'no',
-          why: "associations keep their backend in sets and give every flow the conntrack zone of its backend, and a backend's reply to the balancer's own address cannot be traced back to its client that way",
-          instead: 'route the backends\' replies through the balancer (default route or a route for the client networks) and drop source-nat, or drop associations (conntrack then keeps each flow on its backend)',
-        }
-      : { level: 'yes', note: 'by the backend a connection was sent to: masquerade or snat in nat postrouting, for destination-NATed connections only' },
+  'source-nat': sourceNatBesideAssociations('sets and give every flow the conntrack zone of its backend'),
   'associations.backend-initiated': { level: 'yes', note: "a backend's first packet to a client adds the client to its set and leaves from the vip (SNAT to vip:port)" },
 };
 

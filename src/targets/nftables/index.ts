@@ -4,6 +4,7 @@
  * Layout: layout.ts; text: emit.ts; incremental apply: incremental.ts.
  */
 import { LbcError } from '../../diagnostics/diagnostic.js';
+import { sourceNatBesideAssociations } from '../associations.js';
 import type { ApplyContext, CapabilityTable, OutputFile, TargetDefinition } from '../target.js';
 import { emitNftables, RULES_FILE } from './emit.js';
 import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, stateFilePath, type TextState } from '../applied-state.js';
@@ -19,14 +20,7 @@ const capabilities: CapabilityTable = {
     level: 'approx',
     note: 'nftables sets cannot evict the least recently used element (a full set refuses the add): when the table is full a newcomer goes to the backend a hash of its address and port picks, without being remembered; the same backend on every packet, and after conntrack -F, while the backends stay the same',
   },
-  'source-nat': (svc) =>
-    svc.associations
-      ? {
-          level: 'no',
-          why: "associations keep their backend in sets and rewrite packets without connection tracking, and a backend's reply to the balancer's own address cannot be traced back to its client that way",
-          instead: 'route the backends\' replies through the balancer (default route or a route for the client networks) and drop source-nat, or drop associations (conntrack then keeps each flow on its backend)',
-        }
-      : { level: 'yes', note: 'by the backend a connection was sent to: masquerade or snat in nat postrouting, for destination-NATed connections only' },
+  'source-nat': sourceNatBesideAssociations('sets and rewrite packets without connection tracking'),
   'associations.backend-initiated': { level: 'yes', note: "a backend's first packet to a client makes the association and leaves from the vip" },
 };
 
