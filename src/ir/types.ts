@@ -14,7 +14,8 @@
  *   has an address and the service's port (only addresses are rewritten); no other UDP service of its
  *   family has a backend with the same address and port (a backend's packet names its service by them);
  * - a source NAT address is of the service's family; a service with source NAT has no backend-initiated
- *   associations (its backends never see a client's address).
+ *   associations (its backends never see a client's address); services of one family and protocol that
+ *   share a backend address and port have the same source NAT.
  */
 import type { SourceLocation } from '../diagnostics/diagnostic.js';
 
