@@ -131,6 +131,6 @@ export async function planNftables(files: OutputFile[], ctx: ApplyContext): Prom
     unchanged: diff === '',
     method: partial?.empty && diff ? `${method}; but the kernel's table differs from that record (edited by hand?): only \`lbc apply --full\` puts it right` : method,
     diff,
-    basis: `the live \`nft list table ${TABLE}\` against the same listing of the new file loaded into a scratch network namespace (counters, sticky clients and lbc's marker left out)`,
+    basis: `the live \`nft list table ${TABLE}\` (and the terse listing of ${ASSOC_TABLE}, without its associations) against the same listing of the new file loaded into a scratch network namespace (counters, sticky clients and lbc's marker left out)`,
   };
 }
