@@ -49,6 +49,15 @@ function hookExit(): void {
   }
 }
 
+/** A namespace created elsewhere in the benchmark, deleted by cleanupAllSync() if its owner cannot. */
+export function trackNamespace(ns: string): void {
+  hookExit();
+  live.add(ns);
+}
+export function untrackNamespace(ns: string): void {
+  live.delete(ns);
+}
+
 export function trackPid(pid: number): void {
   liveProcs.add(pid);
 }

@@ -11,7 +11,12 @@
  * The options have a fixed order (yacc sequence, not a list), the protocol comes
  * before them, and `sticky` without round-robin or an A,B pair is ignored with
  * a warning ("'sticky' for use with round-robin/IP splitting only").
- * `map`, `bimap`, `map-block`, `rewrite`, `divert` and from/to matching are
+ * and the `map` rules of source NAT, in their from/to form (ipnat_y.y mapit ifnames mapfrom tlate rhsaddr
+ * proxy mapoptions, with "from any to ADDR port = N"):
+ *
+ *   map IF [inet6] from any to ADDR/LEN port = N -> ADDR/LEN [tcp|udp]
+ *
+ * Other `map` forms, `bimap`, `map-block`, `rewrite`, `divert` and from/to matching in rdr are
  * outside lbc's subset and are rejected as such.
  *
  * Pipeline: tokens -> lexer -> one reused parser instance -> CST visitor -> typed AST.
@@ -46,13 +51,14 @@ const Inet = keyword('Inet', 'inet');
 const Range = keyword('Range', 'range');
 const Any = keyword('Any', 'any');
 const From = keyword('From', 'from');
+const To = keyword('To', 'to');
 const Colon = keyword('Colon', ':');
 
 const allTokens: TokenType[] = [
   LineContinuation, WhiteSpace, Comment, NewLine, Semicolon, Comma, Slash, Arrow,
   IPv6, IPv4, NumberTok, Dash, Equals, Colon,
   MapBlock, Rdr, Bimap, MapKw, Rewrite, Divert, Port, TcpUdp, Tcp, Udp, RoundRobin, Sticky, Frag, Age, Mssclamp, Proxy, Tag,
-  Purge, Inet6, Inet, Range, Any, From,
+  Purge, Inet6, Inet, Range, Any, From, To,
   Word,
 ];
 
@@ -79,8 +85,9 @@ class IpnatParser extends CstParser {
   rule = this.RULE('rule', () => {
     this.OR([
       { ALT: () => this.SUBRULE(this.rdr) },
+      { ALT: () => this.SUBRULE(this.mapRule) },
       // Recognised so the message can say they are outside lbc's subset.
-      { ALT: () => { this.OR2([{ ALT: () => this.CONSUME(MapKw) }, { ALT: () => this.CONSUME(Bimap) }, { ALT: () => this.CONSUME(MapBlock) }, { ALT: () => this.CONSUME(Rewrite) }, { ALT: () => this.CONSUME(Divert) }]); this.SUBRULE(this.unsupportedTail); } },
+      { ALT: () => { this.OR2([{ ALT: () => this.CONSUME(Bimap) }, { ALT: () => this.CONSUME(MapBlock) }, { ALT: () => this.CONSUME(Rewrite) }, { ALT: () => this.CONSUME(Divert) }]); this.SUBRULE(this.unsupportedTail); } },
     ]);
   });
 
@@ -115,6 +122,37 @@ class IpnatParser extends CstParser {
         },
       },
     ]);
+  });
+
+  /** map IF from SRC [port = N] to DST [port = N] -> DIP [proto]; any other map form is read as unsupported. */
+  mapRule = this.RULE('mapRule', () => {
+    this.CONSUME(MapKw);
+    this.SUBRULE(this.ifnames);
+    this.OR({
+      IGNORE_AMBIGUITIES: true,
+      DEF: [
+        {
+          ALT: () => {
+            this.CONSUME(From);
+            this.SUBRULE(this.addr, { LABEL: 'src' });
+            this.OPTION(() => this.SUBRULE(this.portEq, { LABEL: 'sport' }));
+            this.CONSUME(To);
+            this.SUBRULE2(this.addr, { LABEL: 'dst' });
+            this.OPTION2(() => this.SUBRULE2(this.portEq, { LABEL: 'dport' }));
+            this.CONSUME(Arrow);
+            this.SUBRULE(this.dip);
+            this.OPTION3(() => this.SUBRULE(this.proto));
+          },
+        },
+        { ALT: () => this.SUBRULE(this.unsupportedTail) },
+      ],
+    });
+  });
+
+  portEq = this.RULE('portEq', () => {
+    this.CONSUME(Port);
+    this.CONSUME(Equals);
+    this.CONSUME(NumberTok, { LABEL: 'n' });
   });
 
   ifnames = this.RULE('ifnames', () => {
@@ -214,8 +252,24 @@ export interface IpnatRdr {
   purge: boolean;
 }
 
+/** A source NAT rule: what leaves `interface` for dst (port) gets the source `target`. */
+export interface IpnatMap {
+  kind: 'map';
+  line: number;
+  interface: string;
+  family: AddrFamily;
+  src: MaskedAddress;
+  sport: number | null;
+  dst: MaskedAddress;
+  dport: number | null;
+  /** The new source; 0/32 is the address of the interface. */
+  target: MaskedAddress;
+  protocol: 'tcp' | 'udp' | 'tcp/udp' | number | null;
+}
+
 export interface IpnatFile {
   rules: IpnatRdr[];
+  maps: IpnatMap[];
   /** Non-fatal messages ipnat would print while loading (e.g. an ignored `sticky`). */
   warnings: GrammarProblem[];
 }
@@ -235,19 +289,56 @@ class IpnatAstBuilder extends BaseVisitor {
     this.validateVisitor();
   }
 
-  file(ctx: Children): IpnatRdr[] {
-    return (ctx.rule ?? []).map((r) => this.visit(r as CstNode)).filter((r): r is IpnatRdr => r !== null);
+  file(ctx: Children): Array<IpnatRdr | IpnatMap> {
+    return (ctx.rule ?? []).map((r) => this.visit(r as CstNode)).filter((r): r is IpnatRdr | IpnatMap => r !== null);
   }
 
-  rule(ctx: Children): IpnatRdr | null {
+  rule(ctx: Children): IpnatRdr | IpnatMap | null {
     if (ctx.rdr) return this.visit(ctx.rdr[0] as CstNode);
-    const kw = (tok(ctx, 'Map') ?? tok(ctx, 'Bimap') ?? tok(ctx, 'MapBlock') ?? tok(ctx, 'Rewrite') ?? tok(ctx, 'Divert'))!;
+    if (ctx.mapRule) return this.visit(ctx.mapRule[0] as CstNode);
+    const kw = (tok(ctx, 'Bimap') ?? tok(ctx, 'MapBlock') ?? tok(ctx, 'Rewrite') ?? tok(ctx, 'Divert'))!;
     this.problems.push(tokenProblem(kw, `"${kw.image}" rules are outside the subset lbc reads (rdr only)`));
     return null;
   }
 
   unsupportedTail(): null {
     return null;
+  }
+
+  portEq(ctx: Children): number {
+    return this.number(tok(ctx, 'n')!, 65535, 'port number');
+  }
+
+  mapRule(ctx: Children): IpnatMap | null {
+    const kw = tok(ctx, 'Map')!;
+    if (!ctx.From) {
+      this.problems.push(tokenProblem(kw, '"map" rules other than "map IF from … to … -> …" are outside the subset lbc reads'));
+      return null;
+    }
+    const ifs = this.visit(node(ctx, 'ifnames')!);
+    const src = this.visit(node(ctx, 'src')!, ifs.family);
+    const dst = this.visit(node(ctx, 'dst')!, ifs.family);
+    const d = this.visit(node(ctx, 'dip')!, ifs.family);
+    const fams = [ifs.family, src.family, dst.family, d.family].filter((f): f is AddrFamily => f !== null);
+    if (new Set(fams).size > 1) {
+      this.problems.push(tokenProblem(tok(ctx, 'Arrow'), 'address family mismatch'));
+      return null;
+    }
+    const family: AddrFamily = fams[0] ?? 'ipv4';
+    const to = d.build(family) as IpnatDestination;
+    if (to.kind !== 'host') {
+      this.problems.push(tokenProblem(tok(ctx, 'Arrow'), 'only one address after "->" is modelled in map rules'));
+      return null;
+    }
+    const protocol = ctx.proto ? this.visit(node(ctx, 'proto')!) : null;
+    const sport = ctx.sport ? this.visit(node(ctx, 'sport')!) : null;
+    const dport = ctx.dport ? this.visit(node(ctx, 'dport')!) : null;
+    // ipnat_y.y: a port comparison needs a protocol that has ports.
+    if ((sport !== null || dport !== null) && (protocol === null || (typeof protocol === 'number' && protocol !== 6 && protocol !== 17))) {
+      this.problems.push(tokenProblem(kw, 'a port in a map rule needs tcp or udp'));
+    }
+    if (ifs.names[1] !== null) this.problems.push(tokenProblem(kw, 'two interfaces in a map rule are outside the subset lbc reads'));
+    return { kind: 'map', line: kw.startLine ?? 1, interface: ifs.names[0], family, src: src.build(family), sport, dst: dst.build(family), dport, target: to.address, protocol };
   }
 
   private number(t: IToken, max: number, what: string): number {
@@ -435,7 +526,7 @@ export function parseIpnat(text: string): IpnatFile {
   for (const e of parser.errors) problems.push(tokenProblem(e.token, e.message));
   if (problems.length) throw new GrammarError('ipnat', problems);
   const builder = new IpnatAstBuilder();
-  const rules = builder.visit(cst) as IpnatRdr[];
+  const all = builder.visit(cst) as Array<IpnatRdr | IpnatMap>;
   if (builder.problems.length) throw new GrammarError('ipnat', builder.problems);
-  return { rules, warnings: builder.warnings };
+  return { rules: all.filter((r): r is IpnatRdr => r.kind === 'rdr'), maps: all.filter((r): r is IpnatMap => r.kind === 'map'), warnings: builder.warnings };
 }

@@ -79,6 +79,19 @@ export interface RdrStmt extends RuleHead {
   pool: Pool | null;
 }
 
+/** The source a translation gives: an address, or the address of an interface. */
+export type NatTarget = ({ kind: 'address' } & PfAddress) | { kind: 'interface'; name: string };
+
+/** FreeBSD classic `nat` (source translation on the way out). */
+export interface NatStmt extends RuleHead {
+  kind: 'nat';
+  line: number;
+  pass: boolean;
+  tag: string | null;
+  tagged: string | null;
+  target: NatTarget;
+}
+
 export interface FilterStmt extends RuleHead {
   kind: 'filter';
   line: number;
@@ -94,6 +107,8 @@ export interface FilterStmt extends RuleHead {
   /** In (0, 1]; null when absent. */
   probability: number | null;
   rdrTo: Pool | null;
+  /** OpenBSD `nat-to` (outbound pass/match rules only). */
+  natTo: NatTarget | null;
   label: string | null;
 }
 
@@ -104,7 +119,7 @@ export interface SetTimeoutStmt {
   seconds: number;
 }
 
-export type PfStatement = TableStmt | RdrStmt | FilterStmt | SetTimeoutStmt;
+export type PfStatement = TableStmt | RdrStmt | NatStmt | FilterStmt | SetTimeoutStmt;
 
 export interface PfAst {
   dialect: PfDialect;
@@ -186,7 +201,7 @@ class AstBuilder extends BaseVisitor {
   }
 
   statement(ctx: Ctx): PfStatement {
-    const child = node(ctx, 'tableStmt') ?? node(ctx, 'rdrStmt') ?? node(ctx, 'filterStmt') ?? node(ctx, 'setStmt');
+    const child = node(ctx, 'tableStmt') ?? node(ctx, 'rdrStmt') ?? node(ctx, 'natStmt') ?? node(ctx, 'filterStmt') ?? node(ctx, 'setStmt');
     return this.visit(child!) as PfStatement;
   }
 
@@ -355,13 +370,36 @@ class AstBuilder extends BaseVisitor {
     return { kind: 'rdr', line: lineOf(rdrTok), no, pass: Boolean(tok(ctx, 'Pass')), tag: tag?.image ?? null, pool, ...head };
   }
 
+  natTarget(ctx: Ctx): NatTarget {
+    const ifn = tok(ctx, 'ifname');
+    if (ifn) {
+      if (!/^[A-Za-z]/.test(ifn.image)) fail(`invalid interface name '${ifn.image}'`, ifn);
+      return { kind: 'interface', name: ifn.image };
+    }
+    return { kind: 'address', ...(this.visit(node(ctx, 'address')!) as PfAddress) };
+  }
+
+  natStmt(ctx: Ctx): NatStmt {
+    const natTok = tok(ctx, 'Nat')!;
+    if (this.dialect === 'openbsd') fail("'nat … ->' translation rules are not accepted by this pf (OpenBSD ≥ 4.7); use 'pass out … nat-to'", natTok);
+    const head = this.visit(node(ctx, 'ruleHead')!) as RuleHead;
+    const target = this.visit(node(ctx, 'natTarget')!) as NatTarget;
+    for (const k of ['tag', 'tagged']) {
+      const t = tok(ctx, k);
+      if (t && t.image.length > TAG_NAME_MAX) fail(`tag too long, max ${TAG_NAME_MAX} chars`, t);
+    }
+    checkFamily(head, target.kind === 'address' ? { table: null, hosts: [{ ...target, weight: null }], list: false, port: null, type: null, key: null, sticky: false } : null, natTok);
+    if (head.proto === null && (head.srcPort || head.dstPort)) fail('dst port only applies to tcp/udp', natTok);
+    return { kind: 'nat', line: lineOf(natTok), pass: Boolean(tok(ctx, 'Pass')), tag: tok(ctx, 'tag')?.image ?? null, tagged: tok(ctx, 'tagged')?.image ?? null, target, ...head };
+  }
+
   filterStmt(ctx: Ctx): FilterStmt {
     const actionTok = tok(ctx, 'action')!;
     const action = actionTok.image as FilterStmt['action'];
     const head = this.visit(node(ctx, 'ruleHead')!) as RuleHead;
     const st: FilterStmt = {
       kind: 'filter', line: lineOf(actionTok), action, blockPolicy: (tok(ctx, 'policy')?.image as 'drop' | 'return') ?? null, direction: (tok(ctx, 'dir')?.image as 'in' | 'out') ?? null,
-      quick: Boolean(tok(ctx, 'Quick')), tag: null, tagged: null, keepState: null, probability: null, rdrTo: null, label: null, ...head,
+      quick: Boolean(tok(ctx, 'Quick')), tag: null, tagged: null, keepState: null, probability: null, rdrTo: null, natTo: null, label: null, ...head,
     };
     for (const o of nodes(ctx, 'filterOpt')) {
       const oc = o.children as Ctx;
@@ -399,6 +437,10 @@ class AstBuilder extends BaseVisitor {
         if (this.dialect === 'freebsd') fail("'rdr-to' is not accepted by FreeBSD's classic pfctl (≤ 14); use 'rdr … ->'", tok(oc, 'RdrTo'));
         if (st.rdrTo) fail('cannot respecify rdr-to', tok(oc, 'RdrTo'));
         st.rdrTo = this.visit(node(oc, 'pool')!) as Pool;
+      } else if (tok(oc, 'NatTo')) {
+        if (this.dialect === 'freebsd') fail("'nat-to' is not accepted by FreeBSD's classic pfctl (≤ 14); use 'nat … ->'", tok(oc, 'NatTo'));
+        if (st.natTo) fail('cannot respecify nat-to', tok(oc, 'NatTo'));
+        st.natTo = this.visit(node(oc, 'natTarget')!) as NatTarget;
       } else if (tok(oc, 'Flags')) {
         if (!/^[FSRPAUEW]*$/.test(tok(oc, 'flagsSet')!.image) || !/^[FSRPAUEW]+$/.test(tok(oc, 'flagsMask')!.image)) fail('bad flags', tok(oc, 'Flags'));
       } else if (tok(oc, 'label')) st.label = tok(oc, 'label')!.image.slice(1, -1);
@@ -408,6 +450,12 @@ class AstBuilder extends BaseVisitor {
     // parse.y filter_consistent / OpenBSD rule_consistent.
     if (st.keepState && action !== 'pass') fail('keep state is great, but only for pass rules', actionTok);
     if (head.proto !== 'tcp' && head.proto !== 'udp' && (head.srcPort || head.dstPort)) fail('port only applies to tcp/udp', actionTok);
+    if (st.natTo) {
+      // OpenBSD parse.y rule_consistent: nat-to needs the outbound direction.
+      if (st.direction !== 'out') fail('nat-to can only be used outbound', actionTok);
+      if (action === 'block') fail('nat-to is not valid on block rules', actionTok);
+      if (st.natTo.kind === 'address') checkFamily(head, { table: null, hosts: [{ ...st.natTo, weight: null }], list: false, port: null, type: null, key: null, sticky: false }, actionTok);
+    }
     if (st.rdrTo) {
       if (st.direction === null) fail('nat-to and rdr-to require a direction', actionTok);
       if (action === 'block') fail('rdr-to is not valid on block rules', actionTok);
@@ -429,7 +477,7 @@ const builders: Record<PfDialect, AstBuilder> = { freebsd: new AstBuilder('freeb
 
 /** Statement-order rule of FreeBSD's pfctl with the default `set require-order yes` (parse.y check_rulestate). */
 function checkOrder(stmts: PfStatement[]): void {
-  const rank = (s: PfStatement) => (s.kind === 'set-timeout' ? 1 : s.kind === 'rdr' ? 2 : s.kind === 'filter' ? 3 : 0);
+  const rank = (s: PfStatement) => (s.kind === 'set-timeout' ? 1 : s.kind === 'rdr' || s.kind === 'nat' ? 2 : s.kind === 'filter' ? 3 : 0);
   let seen = 0;
   for (const s of stmts) {
     const r = rank(s);

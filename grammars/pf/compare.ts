@@ -68,6 +68,8 @@ export function compareToService(svc: Service, m: PfServiceMeaning): string[] {
     if (!m.sticky && !inherentlySticky) diffs.push('sticky requested but the pool is not sticky');
     if (m.sticky) want('sticky timeout', svc.sticky.timeoutSeconds, m.stickyTimeoutSeconds);
   } else if (m.sticky) diffs.push('pool is sticky but the service is not');
+  const nat = svc.sourceNat ? (svc.sourceNat.kind === 'masquerade' ? { kind: 'interface', name: svc.interface } : { kind: 'address', address: svc.sourceNat.address }) : null;
+  want('source nat', nat, m.sourceNat ?? null);
   const exp = expectedTargets(svc);
   want('backends', exp.map((t) => `${t.address} port ${t.port}`), m.targets.map((t) => `${t.address} port ${t.port}`));
   if (exp.length === m.targets.length) {

@@ -54,6 +54,8 @@ export const Weight = kw('Weight', 'weight');
 export const No = kw('No', 'no');
 export const Rdr = kw('Rdr', 'rdr');
 export const RdrTo = kw('RdrTo', 'rdr-to');
+export const NatTo = kw('NatTo', 'nat-to');
+export const Nat = kw('Nat', 'nat');
 export const Pass = kw('Pass', 'pass');
 export const Match = kw('Match', 'match');
 export const Block = kw('Block', 'block');
@@ -99,7 +101,7 @@ export const allTokens: TokenType[] = [
   WhiteSpace, LineContinuation, Comment, Newline,
   LBrace, RBrace, LParen, RParen, Comma, Arrow, Lt, Gt, Slash, Bang, QuotedString,
   Percent, Ipv6Address, Ipv4Address, Colon, Star, HexKey, NumberLit,
-  Table, Persist, Const, Counters, Weight, RdrTo, Rdr, NoSync, No, Pass, Match, Block, Inet6, Inet, In, Out, Quick, On,
+  Table, Persist, Const, Counters, Weight, RdrTo, Rdr, NatTo, Nat, NoSync, No, Pass, Match, Block, Inet6, Inet, In, Out, Quick, On,
   Proto, Tcp, Udp, Carp, Pfsync, From, To, All, Any, Port, Tagged, Tag, Keep, State, Probability, Flags, Label,
   RoundRobin, Random, SourceHash, Bitmask, LeastStates, StickyAddress, Set, Timeout, Max, Drop, Return,
   Word,

@@ -24,7 +24,7 @@
  *   destination drops them (they were not translated, so the filter sees the vip).
  */
 import { Address4, Address6 } from 'ip-address';
-import type { FilterStmt, HostSpec, PfAst, PfFamily, Pool, PoolType, RdrStmt, TableStmt } from './ast.js';
+import type { FilterStmt, HostSpec, NatStmt, NatTarget, PfAst, PfFamily, Pool, PoolType, RdrStmt, TableStmt } from './ast.js';
 
 export interface PfTargetShare {
   address: string;
@@ -68,6 +68,18 @@ export interface PfServiceMeaning {
   passed: boolean;
   /** Tables whose contents the ruleset does not give (their entries are unknown). */
   unknownTables: string[];
+  /**
+   * The source the translated connections get on their way out: a `nat … tagged T ->` rule (FreeBSD) or a
+   * `pass out … tagged T nat-to` rule (OpenBSD) for the tag the service's rules set; null without one.
+   */
+  sourceNat: PfSourceNat | null;
+}
+
+export type PfSourceNat = { kind: 'interface'; name: string } | { kind: 'address'; address: string };
+
+function sourceNatOf(target: NatTarget | null | undefined): PfSourceNat | null {
+  if (!target) return null;
+  return target.kind === 'interface' ? { kind: 'interface', name: target.name } : { kind: 'address', address: canonical(target.address) };
 }
 
 export class PfMeaningError extends Error {}
@@ -215,6 +227,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
     if (s.kind === 'set-timeout' && s.name === 'src.track') globalSrcTrack = s.seconds;
   }
   const filters = ast.statements.filter((s): s is FilterStmt => s.kind === 'filter');
+  const nats = ast.statements.filter((s): s is NatStmt => s.kind === 'nat');
   const out: PfServiceMeaning[] = [];
 
   for (const st of ast.statements) {
@@ -242,6 +255,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       unredirected: 0,
       passed: st.pass || passRule !== undefined,
       unknownTables: pm.unknownTables,
+      sourceNat: st.tag ? sourceNatOf(nats.find((n) => n.tagged === st.tag)?.target) : null,
     });
   }
 
@@ -296,6 +310,7 @@ export function pfMeaning(ast: PfAst): PfServiceMeaning[] {
       // A pass rule passes what it translates; a match rule leaves passing to later rules, which we do not model.
       passed: first.action === 'pass',
       unknownTables,
+      sourceNat: first.tag ? sourceNatOf(filters.find((f) => f.direction === 'out' && f.tagged === first.tag && f.natTo)?.natTo) : null,
     });
   }
   return out.sort((a, b) => a.line - b.line);

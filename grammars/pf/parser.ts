@@ -27,6 +27,7 @@ export class PfCstParser extends CstParser {
     this.OR([
       { ALT: () => this.SUBRULE(this.tableStmt) },
       { ALT: () => this.SUBRULE(this.rdrStmt) },
+      { ALT: () => this.SUBRULE(this.natStmt) },
       { ALT: () => this.SUBRULE(this.filterStmt) },
       { ALT: () => this.SUBRULE(this.setStmt) },
     ]);
@@ -97,6 +98,40 @@ export class PfCstParser extends CstParser {
       this.CONSUME(T.Arrow);
       this.SUBRULE(this.pool);
     });
+  });
+
+  /**
+   * FreeBSD classic source NAT: nat [pass] [on IF] [af] [proto P] from … to … [tag T] [tagged T] -> ADDR | (IF)
+   * (parse.y natrule: nataction interface af proto fromto tag tagged rtable redirpool pool_opts).
+   */
+  private natStmt = this.RULE('natStmt', () => {
+    this.CONSUME(T.Nat);
+    this.OPTION(() => this.CONSUME(T.Pass));
+    this.SUBRULE(this.ruleHead);
+    this.OPTION2(() => {
+      this.CONSUME(T.Tag);
+      this.CONSUME(T.Word, { LABEL: 'tag' });
+    });
+    this.OPTION3(() => {
+      this.CONSUME(T.Tagged);
+      this.CONSUME2(T.Word, { LABEL: 'tagged' });
+    });
+    this.CONSUME(T.Arrow);
+    this.SUBRULE(this.natTarget);
+  });
+
+  /** The new source: an address, or (IF) for the interface's address as it changes (pf.conf(5) TRANSLATION). */
+  private natTarget = this.RULE('natTarget', () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.address) },
+      {
+        ALT: () => {
+          this.CONSUME(T.LParen);
+          this.CONSUME(T.Word, { LABEL: 'ifname' });
+          this.CONSUME(T.RParen);
+        },
+      },
+    ]);
   });
 
   /** [on IF] [af] [proto P] (all | [from HOST [port N]] [to HOST [port N]]) */
@@ -304,6 +339,12 @@ export class PfCstParser extends CstParser {
         ALT: () => {
           this.CONSUME(T.RdrTo);
           this.SUBRULE(this.pool);
+        },
+      },
+      {
+        ALT: () => {
+          this.CONSUME(T.NatTo);
+          this.SUBRULE(this.natTarget);
         },
       },
       {

@@ -79,9 +79,12 @@ function textOf(files: readonly OutputFile[], name: string): string {
   return f.content;
 }
 
-function ruleLines(text: string, keyword: 'rdr' | 'pass'): string[] {
+function ruleLines(text: string, keyword: 'rdr' | 'pass' | 'map'): string[] {
   return text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(`${keyword} `));
 }
+
+/** The NAT rules of a compile: rdr, and the map rules of source-nat (static: one per backend, whatever is up). */
+const natLines = (text: string) => [...ruleLines(text, 'rdr'), ...ruleLines(text, 'map')];
 
 const body = (lines: readonly string[]) => `${lines.join('\n')}\n`;
 
@@ -94,13 +97,13 @@ function reload(tool: 'ipf' | 'ipnat', lines: readonly string[], removeFirst: re
 
 /** apply(): ipf.rules first, so the redirected connections are let in as soon as they start. */
 export function ipnatApplyPlan(files: readonly OutputFile[]): Command[] {
-  return [...reload('ipf', ruleLines(textOf(files, FILTER), 'pass')), ...reload('ipnat', ruleLines(textOf(files, NAT), 'rdr'))];
+  return [...reload('ipf', ruleLines(textOf(files, FILTER), 'pass')), ...reload('ipnat', natLines(textOf(files, NAT)))];
 }
 
 export async function ipnatApply(files: OutputFile[], ctx: ApplyContext): Promise<void> {
   // Rules an earlier apply loaded that this compile no longer has: lbc's record names them.
   const previous = recordedIpnatRules('ipnat', ctx);
-  const nat = new Set(ruleLines(textOf(files, NAT), 'rdr'));
+  const nat = new Set(natLines(textOf(files, NAT)));
   const filter = new Set(ruleLines(textOf(files, FILTER), 'pass'));
   const gone = previous ? { nat: previous.nat.filter((l) => !nat.has(l)), filter: previous.filter.filter((l) => !filter.has(l)) } : null;
   await runCommands(ipnatApplyPlan(files), ctx);
@@ -126,6 +129,7 @@ interface Reference {
   svc: Service;
   nat: string[];
   filter: string[];
+  maps: string[];
 }
 
 interface ServicePlan {
@@ -133,9 +137,9 @@ interface ServicePlan {
   backups: Reference | null;
 }
 
-function compileOne(change: AgentLoad, svc: Service): { nat: string[]; filter: string[] } {
+function compileOne(change: AgentLoad, svc: Service): { nat: string[]; filter: string[]; maps: string[] } {
   const files = change.compile({ ...change.spec, services: [svc] });
-  return { nat: ruleLines(textOf(files, NAT), 'rdr'), filter: ruleLines(textOf(files, FILTER), 'pass') };
+  return { nat: ruleLines(textOf(files, NAT), 'rdr'), filter: ruleLines(textOf(files, FILTER), 'pass'), maps: ruleLines(textOf(files, NAT), 'map') };
 }
 
 function servicePlan(change: AgentLoad, svc: Service): ServicePlan {
@@ -214,11 +218,18 @@ export function ipnatLoadPlan(change: AgentLoad): Command[] {
   const purged = new Set(change.spec.services.filter(purgesSessions).flatMap((s) => possibleLines(change, plans.get(s.name)!)));
   if (!change.previous) {
     const filter = [...new Set([...plans.values()].flatMap((p) => [...p.primaries.filter, ...(p.backups?.filter ?? [])]))];
+    // Source NAT map rules, like the pass rules, are loaded once for every backend that may get traffic.
+    const maps = [...new Set([...plans.values()].flatMap((p) => [...p.primaries.maps, ...(p.backups?.maps ?? [])]))];
     const possible = [...new Set([...plans.values()].flatMap((p) => possibleLines(change, p)))];
     // A rule that stays is removed and added again with its sessions; one that goes (a dead backend's,
-    // left by an earlier run) goes with its sessions where the service purges.
-    const cleanup: Command[] = possible.flatMap((l) => (next.includes(l) || !purged.has(l) ? reload('ipnat', [], [l]) : removal([l], purged, true)));
-    return [...reload('ipf', filter), ...cleanup, ...(next.length ? [{ argv: ['ipnat', '-f', '-'], stdin: body(next) }] : [])];
+    // left by an earlier run) goes with its sessions where the service purges. Map rules (source NAT)
+    // are removed and added again like the rdr rules that stay.
+    const cleanup: Command[] = [
+      ...maps.flatMap((l) => reload('ipnat', [], [l])),
+      ...possible.flatMap((l) => (next.includes(l) || !purged.has(l) ? reload('ipnat', [], [l]) : removal([l], purged, true))),
+    ];
+    const add = [...maps, ...next];
+    return [...reload('ipf', filter), ...cleanup, ...(add.length ? [{ argv: ['ipnat', '-f', '-'], stdin: body(add) }] : [])];
   }
   const before = desired(change.previous.live);
   const add = next.filter((l) => !before.includes(l));

@@ -98,7 +98,8 @@ export function recordedIpnatRules(target: string, ctx: ApplyContext): { nat: st
   const state = bsdRecord(target, ctx);
   if (!state) return null;
   const all = state.texts.join('');
-  return { nat: recordedLines(all, 'ipnat.rules', 'rdr'), filter: recordedLines(all, 'ipf.rules', 'pass') };
+  // map: the source NAT rules of services with source-nat.
+  return { nat: [...recordedLines(all, 'ipnat.rules', 'rdr'), ...recordedLines(all, 'ipnat.rules', 'map')], filter: recordedLines(all, 'ipf.rules', 'pass') };
 }
 
 /** One rule at a time: a rule that is not loaded any more makes only its own removal fail. */

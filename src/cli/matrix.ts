@@ -31,12 +31,16 @@ function base(over: Partial<Service> = {}): Service {
     hashFields: [],
     sticky: null,
     local: false,
+    associations: null,
+    sourceNat: null,
     backends: [backend(0), backend(1)],
     health: null,
     loc: { service: at, name: at, backends: at },
     ...over,
   };
 }
+
+const ASSOCIATIONS = { max: 1_048_576, idleSeconds: null, backendInitiated: false };
 
 const HEALTH: HealthCheck = { check: 'tcp', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2, port: null, http: null, banner: null, udp: null };
 const ICMP: HealthCheck = { ...HEALTH, check: 'icmp' };
@@ -73,6 +77,10 @@ export const PROBES: Record<Feature, Service> = {
   'health.udp': checked(UDP, { protocol: 'udp' }),
   // Seed 002: a TCP check for the pool, an ICMP echo for the local fallback.
   'health.per-backend': base({ health: HEALTH, backends: [backend(0, { health: HEALTH }), backend(1, { health: HEALTH }), backend(2, { backup: true, health: ICMP })] }),
+  associations: base({ protocol: 'udp', associations: ASSOCIATIONS }),
+  'associations.full': base({ protocol: 'udp', associations: ASSOCIATIONS }),
+  'associations.backend-initiated': base({ protocol: 'udp', associations: { ...ASSOCIATIONS, backendInitiated: true } }),
+  'source-nat': base({ sourceNat: { kind: 'masquerade' } }),
 };
 
 /** The same probe in IPv6, for targets that serve only IPv6 (ip6tables). */

@@ -142,6 +142,19 @@ function serviceNode(s: unknown): SNode {
   if (s.sticky !== null) m.set('sticky', isObj(s.sticky) && typeof s.sticky.timeoutSeconds === 'number' ? `${s.sticky.timeoutSeconds}s` : s.sticky, at('sticky'));
   m.set('local', s.local, at('local'));
   m.set('family', s.family, at('family'));
+  if (s.associations !== null && s.associations !== undefined) {
+    if (isObj(s.associations)) {
+      const a = new MapBuilder(at('associations'));
+      a.set('max', s.associations.max);
+      if (s.associations.idleSeconds !== null) a.set('idle', typeof s.associations.idleSeconds === 'number' ? `${s.associations.idleSeconds}s` : s.associations.idleSeconds);
+      a.set('backend-initiated', s.associations.backendInitiated);
+      m.set('associations', mark(a.node()));
+    } else m.set('associations', s.associations, at('associations'));
+  }
+  // Written on the service itself: the IR holds each service's settled source NAT.
+  if (s.sourceNat !== null && s.sourceNat !== undefined) {
+    m.set('source-nat', isObj(s.sourceNat) ? (s.sourceNat.kind === 'masquerade' ? 'masquerade' : s.sourceNat.kind === 'address' ? s.sourceNat.address : {}) : s.sourceNat, at('sourceNat'));
+  }
   if (s.health !== null) m.set('health', s.health === undefined ? undefined : healthNode(s.health, at('health')));
   const bl = at('backends');
   m.set('backends', Array.isArray(s.backends) ? mark({ kind: 'seq', items: s.backends.map((b) => backendNode(b, s.health, bl)), loc: bl }) : s.backends, bl);
@@ -232,6 +245,8 @@ function copyIR(ir: IR): IR {
       allow: s.allow && s.allow.map((a) => ({ ...a })),
       hashFields: [...s.hashFields],
       sticky: s.sticky && { ...s.sticky },
+      associations: s.associations && { ...s.associations },
+      sourceNat: s.sourceNat && { ...s.sourceNat },
       health: health(s.health),
       loc: Object.fromEntries(Object.entries(s.loc).map(([k, v]) => [k, loc(v)])),
       backends: s.backends.map((b) => ({ ...b, health: health(b.health), ...(b.loc ? { loc: loc(b.loc) } : {}) })),
@@ -259,7 +274,7 @@ const show = (v: unknown): string => {
   return t.length > 80 ? `${t.slice(0, 80)}…` : t;
 };
 
-const FIELDS = ['name', 'family', 'vip', 'port', 'ports', 'allow', 'protocol', 'interface', 'mode', 'hashFields', 'sticky', 'local', 'health'] as const;
+const FIELDS = ['name', 'family', 'vip', 'port', 'ports', 'allow', 'protocol', 'interface', 'mode', 'hashFields', 'sticky', 'local', 'associations', 'sourceNat', 'health'] as const;
 const BACKEND_FIELDS = ['address', 'port', 'keepsPort', 'weight', 'backup', 'health'] as const;
 const LOC_OF: Partial<Record<(typeof FIELDS)[number], keyof ServiceLocations>> = { hashFields: 'hash' };
 

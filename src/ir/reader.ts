@@ -7,6 +7,8 @@ import { didYouMean, type DiagnosticBag, type SourceLocation } from '../diagnost
 import { describeNode, type SMap, type SNode, type SScalar } from '../spec/ast.js';
 import { BLOCKS, fieldOf, printable, type BlockDef, type BlockName, type FieldType } from '../spec/definition.js';
 import { parseDuration } from './duration.js';
+import { parseAddress } from './address.js';
+import type { Family } from './types.js';
 
 type Kind<K extends FieldType['kind']> = Extract<FieldType, { kind: K }>;
 
@@ -133,6 +135,30 @@ export class MapReader {
       return undefined;
     }
     return { value: v, loc: n.loc };
+  }
+
+  /**
+   * One of the field's words, or an address (not a block), parsed by ir/address.ts: { word } or
+   * { address, family }. An address that is not canonical gets the address reader's message.
+   */
+  addressOrWord(key: string): Read<{ word: string } | { address: string; family: Family }> | undefined {
+    const t = this.type(key, 'address-or-word');
+    const s = this.string(key);
+    if (!s) return undefined;
+    if (t.words.includes(s.value)) return { value: { word: s.value }, loc: s.loc };
+    const res = parseAddress(s.value, false);
+    if (!res.ok) {
+      const looksLikeWord = /^[a-z-]+$/i.test(s.value);
+      const guess = looksLikeWord ? didYouMean(s.value, [...t.words]) : undefined;
+      this.bag.error(
+        'LBC2150',
+        looksLikeWord ? `${this.label(key)} must be ${t.words.join(', ')} or an IP address, not "${printable(s.value)}"` : `${key}: ${res.message}`,
+        s.loc,
+        guess ? [`did you mean "${guess}"?`] : res.hint ? [res.hint] : undefined,
+      );
+      return undefined;
+    }
+    return { value: { address: res.prefix.address, family: res.family }, loc: s.loc };
   }
 
   /** A duration field in milliseconds; `what` names it in messages ("health interval", "sticky"). */

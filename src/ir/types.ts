@@ -44,6 +44,12 @@
  * - a health check's udp fields are lower-case hex without spaces, present exactly for check udp;
  *   an icmp check has port null;
  * - balancers is absent (one balancer) or a tier as ir/balancers.ts validates it;
+ * - a service with associations is UDP, has a host vip, is neither sticky nor local, and every backend
+ *   has an address and the service's port (only addresses are rewritten); no other UDP service of its
+ *   family has a backend with the same address and port (a backend's packet names its service by them);
+ * - a source NAT address is of the service's family; a service with source NAT has no backend-initiated
+ *   associations (its backends never see a client's address); services of one family and protocol that
+ *   share a backend address and port have the same source NAT;
  * - no two services claim the same traffic: same family and protocol, a shared port and
  *   the same vip (or both none), or nested vip blocks.
  * The text that reaches output through names, interfaces, health paths, hosts,
@@ -131,8 +137,24 @@ export interface ServiceLocations {
   local?: SourceLocation;
   health?: SourceLocation;
   family?: SourceLocation;
+  associations?: SourceLocation;
+  /** The service's own source-nat, or the spec's when the service inherits it. */
+  sourceNat?: SourceLocation;
   backends?: SourceLocation;
 }
+
+/** Long-lived UDP associations per client address and port (seed 004). */
+export interface Associations {
+  /** Most associations held at once; when full, a new client is balanced without being remembered. */
+  max: number;
+  /** Forget an association after this long without a packet either way; null: never. */
+  idleSeconds: number | null;
+  /** A backend's packet to a client creates or refreshes the association and leaves from the vip. */
+  backendInitiated: boolean;
+}
+
+/** Source NAT of what is sent to the backends: to the outgoing interface's address, or to one address. */
+export type SourceNat = { kind: 'masquerade' } | { kind: 'address'; address: string };
 
 export interface Service {
   name: string;
@@ -154,6 +176,10 @@ export interface Service {
   sticky: { timeoutSeconds: number } | null;
   /** Also balance connections made on the balancer itself (output hook). */
   local: boolean;
+  /** Long-lived associations per client address and port (UDP), or null. */
+  associations: Associations | null;
+  /** Source NAT towards the backends, or null (replies must be routed through the balancer). */
+  sourceNat: SourceNat | null;
   backends: Backend[];
   /** Service-level default health check (backends carry the effective one). */
   health: HealthCheck | null;

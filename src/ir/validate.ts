@@ -19,6 +19,7 @@ import { readBalancers } from './balancers.js';
 import { enumValue, MapReader, readInteger } from './reader.js';
 import {
   HASH_FIELDS,
+  type Associations,
   type Backend,
   type Family,
   type HashField,
@@ -29,7 +30,14 @@ import {
   type Prefix,
   type Service,
   type ServiceLocations,
+  type SourceNat,
 } from './types.js';
+
+/** The spec's own source-nat: every service's default. */
+interface SpecSourceNat {
+  value: { word: string } | { address: string; family: Family };
+  loc: SourceLocation;
+}
 
 export { MAX_BACKENDS, MAX_STICKY_SECONDS, MAX_WEIGHT } from '../spec/definition.js';
 
@@ -49,6 +57,8 @@ const ALLOW_FIELD = BLOCKS.service.fields.allow.type as Extract<FieldType, { kin
 export class SpecValidator {
   readonly bag = new DiagnosticBag();
   private readonly services: Service[] = [];
+  /** Services that take the spec's source-nat (they write none of their own). */
+  private readonly inheriting: Service[] = [];
   private count = 0;
   private backends = 0;
 
@@ -64,8 +74,12 @@ export class SpecValidator {
       this.bag.error('LBC2008', `a spec may have at most ${MAX_TOTAL_BACKENDS.toLocaleString('en-US')} backends in all; this service goes past that`, be.loc, [LIMITS_NOTE]);
       throw new StopReading();
     }
+    // The spec's own source-nat may come after the services in the text: a service without one of its
+    // own is settled in finish(), once the whole spec is read.
     const svc = validateService(node, this.bag);
-    if (svc) this.services.push(svc);
+    if (!svc) return;
+    this.services.push(svc);
+    if (!(node.kind === 'map' && node.entries.some((e) => e.key === 'source-nat'))) this.inheriting.push(svc);
   };
 
   /** The IR, or null when the spec has errors (in `bag`). `root` is what the parser returned. */
@@ -82,6 +96,7 @@ export class SpecValidator {
     } else if (version.value !== (BLOCKS.spec.fields.version.type as Extract<FieldType, { kind: 'const' }>).value) {
       bag.error('LBC2006', `unsupported spec version ${describeNode(version)}; this lbc reads version 1`, version.loc);
     }
+    const specNat: SpecSourceNat | null = top.addressOrWord('source-nat') ?? null;
     const servicesNode = top.node('services');
     if (!servicesNode) {
       bag.error('LBC2005', 'the spec needs a "services" list', root.loc);
@@ -94,6 +109,7 @@ export class SpecValidator {
       } catch (e) {
         if (!(e instanceof StopReading)) throw e;
       }
+      if (specNat) for (const svc of this.inheriting) inheritSourceNat(svc, specNat, bag);
       checkAcrossServices(this.services, bag);
     }
     const balancers = top.node('balancers') ? readBalancers(top.node('balancers')!, bag, this.services) : null;
@@ -107,6 +123,31 @@ const LIMITS_NOTE = 'see "Limits" in the README';
 /** " (first at line 3)", or nothing for a value without a position (an IR built without a spec). */
 function lineRef(words: string, loc: SourceLocation | undefined): string {
   return loc && loc.line > 0 ? ` (${words} line ${loc.line})` : '';
+}
+
+/**
+ * The spec's source-nat for a service that writes none of its own: checked against the service's family
+ * and its backend-initiated associations, as the service's own would have been.
+ */
+function inheritSourceNat(svc: Service, nat: SpecSourceNat, bag: DiagnosticBag): void {
+  const label = `service "${svc.name}"`;
+  if ('address' in nat.value) {
+    if (nat.value.family !== svc.family) {
+      const fam = (f: Family) => (f === 'ipv4' ? 'IPv4' : 'IPv6');
+      bag.error('LBC2151', `${label} is ${fam(svc.family)}, but its source-nat address ${nat.value.address} is ${fam(nat.value.family)} (the spec's source-nat, line ${nat.loc.line})`, svc.loc.service, [
+        'give this service its own source-nat: masquerade, an address of its family, or none',
+      ]);
+      return;
+    }
+    svc.sourceNat = { kind: 'address', address: nat.value.address };
+  } else if (nat.value.word === 'masquerade') svc.sourceNat = { kind: 'masquerade' };
+  else return;
+  svc.loc.sourceNat = nat.loc;
+  if (svc.associations?.backendInitiated) {
+    bag.error('LBC2135', `${label}: backend-initiated associations need backends that see their clients' addresses; with source-nat they see the balancer's, so they cannot address a client`, svc.loc.associations ?? svc.loc.service, [
+      'add "source-nat: none" to this service (route its backends\' replies through the balancer), or set backend-initiated: false',
+    ]);
+  }
 }
 
 /** Validates a whole syntax tree (one the parser did not stream services out of). */
@@ -217,6 +258,9 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
   const local = r.boolean('local');
   if (vip && vipStr) checkVip(vip, vipFamily, vipStr.loc, firstPort, local?.value ?? false, iface, bag);
   const health = r.node('health') ? readHealth(r.node('health')!, bag, null) : null;
+  const associations = r.node('associations') ? readAssociations(r.node('associations')!, bag) : null;
+  const ownNat = r.addressOrWord('source-nat');
+  const nat = ownNat;
 
   const backends: Backend[] = [];
   const beNode = r.node('backends');
@@ -245,6 +289,55 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     }
   }
 
+  const serviceFamily = family ?? 'ipv4';
+  let sourceNat: SourceNat | null = null;
+  if (nat && 'address' in nat.value) {
+    if (nat.value.family !== serviceFamily) {
+      const fam = (f: Family) => (f === 'ipv4' ? 'IPv4' : 'IPv6');
+      bag.error('LBC2151', `${label} is ${fam(serviceFamily)}, but its source-nat address ${nat.value.address} is ${fam(nat.value.family)}${ownNat ? '' : ` (the spec's source-nat, line ${nat.loc.line})`}`, ownNat ? nat.loc : node.loc, [
+        ownNat ? 'give an address of the service\'s family, or masquerade' : 'give this service its own source-nat: masquerade, an address of its family, or none',
+      ]);
+    } else sourceNat = { kind: 'address', address: nat.value.address };
+  } else if (nat && 'word' in nat.value && nat.value.word === 'masquerade') sourceNat = { kind: 'masquerade' };
+
+  if (associations) {
+    const at = r.loc('associations')!;
+    const proto = protocol?.value ?? defaultOf('service', 'protocol');
+    if (severalPorts) {
+      // An association is a client address and port on one backend address; the rules that keep it
+      // (nftables/associations.ts, iptables/associations.ts) match the one service port.
+      bag.error('LBC2137', `${label}: associations are kept for one service port; this service has several`, r.keyLoc('ports') ?? at, [
+        'write one service per port (each with its own associations), or leave out associations',
+      ]);
+    }
+    if (proto !== 'udp') {
+      bag.error('LBC2131', `${label}: associations are for UDP services; this one is ${proto}`, r.keyLoc('associations') ?? at, [
+        'a TCP connection keeps its backend by itself; use sticky for source-address affinity across TCP connections',
+      ]);
+    }
+    if (!vip || !vip.isHost) {
+      bag.error('LBC2132', `${label}: associations need a single-address vip: a backend's packets leave from the vip, so it must be one address`, vip ? r.loc('vip')! : node.loc, [
+        vip ? 'write the one address clients send to instead of the block' : 'add "vip: ADDRESS"',
+      ]);
+    }
+    if (r.has('sticky')) bag.error('LBC2133', `${label}: sticky and associations both choose who keeps a backend; associations already keep each client address and port on its backend`, r.keyLoc('sticky')!, ['remove sticky']);
+    if (local?.value) bag.error('LBC2133', `${label}: associations are kept for clients on the network; connections made on the balancer itself (local: true) are not associated`, r.keyLoc('local')!, ['remove local: true']);
+    for (const be of backends) {
+      if (be.address === null) {
+        bag.error('LBC2134', `${label}: with associations every backend needs an address: only addresses are rewritten, and a port on the balancer itself would be the vip again`, be.loc, ['run the local instance under an address of its own, or remove associations']);
+      } else if (port && be.port !== port.value) {
+        bag.error('LBC2134', `${label}: with associations backends run on the service port (${port.value}), not ${be.port}: only addresses are rewritten, so clients and backends see the same ports`, be.loc, [
+          `move the backend to port ${port.value}, or remove associations (then ports may differ)`,
+        ]);
+      }
+    }
+    if (associations.backendInitiated && sourceNat) {
+      bag.error('LBC2135', `${label}: backend-initiated associations need backends that see their clients' addresses; with source-nat they see the balancer's, so they cannot address a client`, r.keyLoc('associations') ?? at, [
+        ownNat ? 'remove source-nat (route the backends\' replies through the balancer), or set backend-initiated: false' : 'add "source-nat: none" to this service (route its backends\' replies through the balancer), or set backend-initiated: false',
+      ]);
+    }
+  }
+
   if (bag.items.length > before && bag.items.slice(before).some((d) => d.severity === 'error')) return null;
   const allow = allowEntries ? settleAllow(allowEntries, family ?? 'ipv4', label, bag) : null;
   const loc: ServiceLocations = {
@@ -262,6 +355,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     local: r.loc('local'),
     health: r.loc('health'),
     family: r.loc('family'),
+    associations: r.loc('associations'),
+    sourceNat: ownNat?.loc,
     backends: beNode!.loc,
   };
   return {
@@ -277,6 +372,8 @@ function validateService(node: SNode, bag: DiagnosticBag): Service | null {
     hashFields,
     sticky,
     local: local?.value ?? defaultOf('service', 'local'),
+    associations,
+    sourceNat,
     backends,
     health,
     loc,
@@ -377,6 +474,20 @@ function settleAllow(entries: AllowEntry[], family: Family, label: string, bag: 
     bag.warning('LBC2073', `allow: ${show(c.entry)} ${same ? 'is listed twice' : `lies inside ${show(c.by)}`} (line ${c.by.loc.line}); it changes nothing`, c.entry.loc);
   }
   return n.kept;
+}
+
+function readAssociations(node: SNode, bag: DiagnosticBag): Associations | null {
+  if (node.kind !== 'map') {
+    bag.error('LBC2130', `"associations" must be a mapping such as { max: 1048576, idle: 1d }, not ${describeNode(node)}`, node.loc, ['write "associations: {}" for the defaults']);
+    return null;
+  }
+  // A field in error leaves its default here; the service is refused anyway, and what the rest of it
+  // contradicts about associations is still reported.
+  const r = new MapReader(node, bag, 'associations');
+  const max = r.integer('max')?.value ?? defaultOf<number>('associations', 'max');
+  const idleMs = r.duration('idle', 'associations idle')?.value;
+  const backendInitiated = r.boolean('backend-initiated')?.value ?? defaultOf<boolean>('associations', 'backend-initiated');
+  return { max, idleSeconds: idleMs === undefined ? null : idleMs / 1000, backendInitiated };
 }
 
 function readBackend(
@@ -622,6 +733,8 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
     if (prev) bag.error('LBC2050', `service name "${s.name}" is used twice${lineRef('first at', prev.loc.name)}`, s.loc.name);
     else names.set(s.name, s);
   }
+  checkAssociationBackends(services, bag);
+  checkSourceNatBackends(services, bag);
   // Same vip: no port may be claimed twice. Grouped by family, protocol and vip, then one sweep over the
   // group's port ranges sorted by their start, so the check stays linear for 100,000 services.
   const order = new Map(services.map((s, i) => [s, i]));
@@ -696,6 +809,59 @@ function checkAcrossServices(services: Service[], bag: DiagnosticBag): void {
 function prefixesNest(a: Prefix, b: Prefix, family: Family): boolean {
   const len = Math.min(a.prefixLength, b.prefixLength);
   return bitsOf(a.address, family).slice(0, len) === bitsOf(b.address, family).slice(0, len);
+}
+
+/**
+ * A backend's packet names the service it answers for only by its source address and port, and with
+ * associations the balancer acts on every such packet (it rewrites the source to the vip, or drops it).
+ * So a UDP backend address and port of a service with associations may serve no other UDP service.
+ */
+function checkAssociationBackends(services: Service[], bag: DiagnosticBag): void {
+  const owner = new Map<string, Service>();
+  const key = (s: Service, b: Backend) => `${s.family}|${b.address}|${b.port}`;
+  for (const s of services) {
+    if (!s.associations) continue;
+    for (const b of s.backends) {
+      const prev = owner.get(key(s, b));
+      if (prev && prev !== s) {
+        bag.error('LBC2136', `backend ${b.address} port ${b.port} serves both "${prev.name}" and "${s.name}", which have associations: its packets would not say which vip they leave from`, b.loc, ['give each service its own backend addresses or port']);
+      }
+      owner.set(key(s, b), s);
+    }
+  }
+  for (const s of services) {
+    if (s.associations || s.protocol !== 'udp') continue;
+    for (const b of s.backends) {
+      const a = b.address === null ? undefined : owner.get(key(s, b));
+      if (a) {
+        bag.error('LBC2136', `backend ${b.address} port ${b.port} of "${s.name}" is also a backend of "${a.name}", which has associations: the balancer would take its replies for "${a.name}"'s`, b.loc, [
+          `give "${s.name}" other backend addresses or another port, or give it associations on its own backends`,
+        ]);
+      }
+    }
+  }
+}
+
+/**
+ * Source NAT is decided by where a connection was sent (nftables and ipnat match the backend's address,
+ * protocol and port after the destination NAT), so services sharing a backend must agree on it.
+ */
+function checkSourceNatBackends(services: Service[], bag: DiagnosticBag): void {
+  const seen = new Map<string, Service>();
+  const natText = (s: Service) => (s.sourceNat === null ? 'none' : s.sourceNat.kind === 'masquerade' ? 'masquerade' : s.sourceNat.address);
+  for (const s of services) {
+    for (const b of s.backends) {
+      if (b.address === null) continue;
+      const k = `${s.family}|${s.protocol}|${b.address}|${b.port}`;
+      const prev = seen.get(k);
+      if (!prev) seen.set(k, s);
+      else if (prev !== s && natText(prev) !== natText(s)) {
+        bag.error('LBC2152', `backend ${b.address} port ${b.port} serves "${prev.name}" (source-nat ${natText(prev)}) and "${s.name}" (source-nat ${natText(s)}): source NAT is decided by the backend a connection goes to, so they must agree`, b.loc, [
+          'give both services the same source-nat, or give one of them other backend addresses or ports',
+        ]);
+      }
+    }
+  }
 }
 
 export type { SScalar, SMap };

@@ -52,7 +52,9 @@ export type FieldType =
    */
   | { kind: 'list'; items: readonly FieldType[]; minItems: number; maxItems?: number; single?: boolean; unique?: boolean }
   /** The backend shorthand "ADDRESS", "ADDRESS:PORT", "[IPv6]:PORT" or ":PORT" (read by ir/validate.ts). */
-  | { kind: 'backend-shorthand' };
+  | { kind: 'backend-shorthand' }
+  /** One of the `words`, or an IP address (not a block): source-nat's masquerade | none | ADDRESS. */
+  | { kind: 'address-or-word'; words: readonly string[] };
 
 export interface FieldDef {
   type: FieldType;
@@ -62,7 +64,7 @@ export interface FieldDef {
   required?: boolean;
 }
 
-export type BlockName = 'spec' | 'service' | 'backend' | 'health' | 'balancers' | 'node' | 'gateway' | 'sync';
+export type BlockName = 'spec' | 'service' | 'backend' | 'health' | 'associations' | 'balancers' | 'node' | 'gateway' | 'sync';
 
 export interface BlockDef {
   /** How messages name the block: `unknown field "x" in a service`. */
@@ -89,6 +91,10 @@ const PORT_TEXT = '(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{
 export const PORT_RANGE_RE = new RegExp(`^(${PORT_TEXT})-(${PORT_TEXT})$`);
 /** Hex bytes for check udp: pairs of hex digits, optionally separated by spaces ("40 00 00 00"). */
 export const HEX_BYTES_RE = /^ *[0-9A-Fa-f]{2}(?: *[0-9A-Fa-f]{2})* *$/;
+/** Most UDP associations one service may hold (16 × sbulb's default); every target stores each one in kernel memory. */
+export const MAX_ASSOCIATIONS = 16_777_216;
+/** sbulb's default (seed 004): 1,048,576 associations. */
+export const DEFAULT_ASSOCIATIONS = 1_048_576;
 
 export const NAME_RE = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
 /** Linux IFNAMSIZ is 16 with the NUL; BSD names are shorter. No quotes, spaces or wildcards: they would reach rule text. */
@@ -149,6 +155,32 @@ const HEALTH: BlockDef = {
     },
   },
 };
+
+const ASSOCIATIONS: BlockDef = {
+  what: 'associations',
+  title: 'UDP associations',
+  description:
+    'UDP only: one long-lived association per client address and port, kept by the rules themselves (not by connection tracking), so a client and its backend stay together across idle periods, reloads and conntrack flushes. Only addresses are rewritten: backends run on the service port.',
+  fields: {
+    max: {
+      type: { kind: 'integer', min: 1, max: MAX_ASSOCIATIONS },
+      default: DEFAULT_ASSOCIATIONS,
+      description: `How many associations the service holds at once (1-${MAX_ASSOCIATIONS}). When it is full a new client is still served: no target lbc writes for can evict the least recently used one, so the newcomer is balanced without being remembered (lbc check says how, per target).`,
+    },
+    idle: {
+      type: { kind: 'duration', minMs: 1000, maxMs: MAX_STICKY_SECONDS * 1000, code: 'LBC2130', example: '1d, 1h or 90s', noun: 'an idle timeout', about: 'about 24 days', wholeSeconds: true },
+      description: 'Forget an association after this long without a packet in either direction (whole seconds with a unit: s, m, h, d; at most about 24 days). Omitted: never; an association then lasts until its backend leaves the spec or the balancer reboots.',
+    },
+    'backend-initiated': {
+      type: { kind: 'boolean' },
+      default: false,
+      description: "A backend's packet from the service port to a client creates or refreshes that client's association and leaves from the vip; a backend's packet to a client associated with another backend is dropped. false: only packets to the backend's own clients are rewritten.",
+    },
+  },
+};
+
+const SOURCE_NAT_DESCRIPTION =
+  "Source NAT of the connections sent to the backends, so their replies come back through the balancer without a route via it (a balancer beside the servers on one network): masquerade (the balancer's address on the way out to the backend), an address of the balancer, or none. The backends then see the balancer's address, not the client's.";
 
 const BACKEND: BlockDef = {
   what: 'a backend',
@@ -236,6 +268,8 @@ const SERVICE: BlockDef = {
     },
     local: { type: { kind: 'boolean' }, default: false, description: 'Also balance connections made on the balancer itself.' },
     family: { type: { kind: 'enum', values: ['ipv4', 'ipv6'] }, description: 'ipv4 or ipv6; normally inferred from the addresses (ipv4 when there are none).' },
+    associations: { type: { kind: 'block', block: 'associations' }, description: 'UDP only: long-lived associations per client address and port (see "UDP associations").' },
+    'source-nat': { type: { kind: 'address-or-word', words: ['masquerade', 'none'] }, description: `${SOURCE_NAT_DESCRIPTION} Overrides the spec's source-nat.` },
     health: { type: { kind: 'block', block: 'health' }, description: 'Health check of every backend (see "Health checks").' },
     backends: {
       type: { kind: 'list', items: [{ kind: 'block', block: 'backend' }, { kind: 'backend-shorthand' }], minItems: 1, maxItems: MAX_BACKENDS },
@@ -355,6 +389,7 @@ const SPEC: BlockDef = {
   description: 'A load-balancer spec for lbc: balanced services, compiled to iptables, nftables, pf or IPFilter rules.',
   fields: {
     version: { type: { kind: 'const', value: 1 }, required: true, description: 'The spec format version: 1.' },
+    'source-nat': { type: { kind: 'address-or-word', words: ['masquerade', 'none'] }, default: 'none', description: `${SOURCE_NAT_DESCRIPTION} The default of every service; a service of the other family than an address given here must set its own.` },
     services: {
       type: { kind: 'list', items: [{ kind: 'block', block: 'service' }], minItems: 0, maxItems: MAX_SERVICES },
       required: true,
@@ -364,7 +399,7 @@ const SPEC: BlockDef = {
   },
 };
 
-export const BLOCKS: Readonly<Record<BlockName, BlockDef>> = { spec: SPEC, service: SERVICE, backend: BACKEND, health: HEALTH, balancers: BALANCERS, node: NODE, gateway: GATEWAY, sync: SYNC };
+export const BLOCKS: Readonly<Record<BlockName, BlockDef>> = { spec: SPEC, service: SERVICE, backend: BACKEND, health: HEALTH, associations: ASSOCIATIONS, balancers: BALANCERS, node: NODE, gateway: GATEWAY, sync: SYNC };
 
 /** A field's definition; throws for a name the block does not define (a programming error, not bad input). */
 export function fieldOf(block: BlockDef, name: string): FieldDef {

@@ -40,6 +40,8 @@ function typeSchema(t: FieldType): JsonSchema {
       return { $ref: `#/$defs/${t.block}` };
     case 'backend-shorthand':
       return { type: 'string', pattern: SHORTHAND };
+    case 'address-or-word':
+      return { anyOf: [{ type: 'string', enum: [...t.words] }, { type: 'string', pattern: addressPattern(false) }] };
     case 'list': {
       const item = t.items.length === 1 ? typeSchema(t.items[0]) : { anyOf: t.items.map(typeSchema) };
       const list: JsonSchema = { type: 'array', items: item, minItems: t.minItems };

@@ -34,9 +34,19 @@ export const FEATURES = {
   'health.icmp': 'ICMP echo health checks (check: icmp)',
   'health.udp': 'UDP request/answer health checks (check: udp)',
   'health.per-backend': 'backends or backups with a health check of their own',
+  associations: 'UDP associations per client address and port, kept across reloads and conntrack flushes',
+  'associations.full': 'a full association table evicting the least recently used association',
+  'associations.backend-initiated': 'backend-initiated traffic creating an association (leaving from the vip)',
+  'source-nat': 'source NAT towards the backends (source-nat)',
 } as const;
 
 export type Feature = keyof typeof FEATURES;
+
+/** Refinements of a feature: a target that refuses the feature is not asked about them (one reason, not three). */
+export const REFINES: Partial<Record<Feature, Feature>> = {
+  'associations.full': 'associations',
+  'associations.backend-initiated': 'associations',
+};
 
 export interface FeatureUse {
   feature: Feature;
@@ -98,5 +108,11 @@ export function featuresOf(svc: Service): FeatureUse[] {
   if (udp) at('health.udp', ownCheck(udp) ? udp.loc : svc.loc.health);
   const own = svc.backends.find(ownCheck);
   if (own) at('health.per-backend', own.loc);
+  if (svc.associations) {
+    at('associations', svc.loc.associations);
+    at('associations.full', svc.loc.associations);
+    if (svc.associations.backendInitiated) at('associations.backend-initiated', svc.loc.associations);
+  }
+  if (svc.sourceNat) at('source-nat', svc.loc.sourceNat);
   return uses;
 }

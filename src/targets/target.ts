@@ -8,7 +8,7 @@
 import type { Diagnostic } from '../diagnostics/diagnostic.js';
 import type { Backend, Family, IR, Service } from '../ir/types.js';
 import type { TargetName } from './registry.js';
-import { FEATURES, featuresOf, type Feature } from './features.js';
+import { FEATURES, featuresOf, REFINES, type Feature } from './features.js';
 import { checkTier, type TierHooks } from './tier/features.js';
 import { nodeOfCompile, runDir } from './tier/plan.js';
 import type { LoadMeta } from './applied-state.js';
@@ -127,6 +127,8 @@ export function supportFor(target: TargetDefinition, feature: Feature, svc: Serv
 export function checkService(target: TargetDefinition, svc: Service): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const use of featuresOf(svc)) {
+    const parent = REFINES[use.feature];
+    if (parent && supportFor(target, parent, svc).level === 'no') continue;
     const s = supportFor(target, use.feature, svc);
     if (s.level === 'no') {
       out.push({

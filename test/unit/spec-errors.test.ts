@@ -40,7 +40,7 @@ describe('errors that used to confuse', () => {
     expect(errors(`\ufeff${bad}`)).toEqual(errors(bad));
     expect(errors(`\ufeff${bad}`)[0]).toMatch(/^s\.yaml:3:11: error: service name "Web"/);
     const json = '{"version": 1, "services": [{"name": "web", "port": 80, "backends": ["10.0.0.1"]}], "x": 1}';
-    expect(errors(`\ufeff${json}`, 's.json')).toEqual([`s.json:1:${json.indexOf('"x"') + 1}: error: unknown field "x" in the spec [LBC2001]\n  note: allowed fields: version, services, balancers`]);
+    expect(errors(`\ufeff${json}`, 's.json')).toEqual([`s.json:1:${json.indexOf('"x"') + 1}: error: unknown field "x" in the spec [LBC2001]\n  note: allowed fields: version, source-nat, services, balancers`]);
     expect(checkSpec(`\ufeff${WEB}`, 's.yaml').ir).not.toBeNull();
   });
 
@@ -58,7 +58,7 @@ services:
     port: 8080
 `;
     // "defaults" is not a spec field: the anchor must be somewhere; the error is that field only.
-    expect(errors(text)).toEqual(['s.yaml:2:1: error: unknown field "defaults" in the spec [LBC2001]\n  note: allowed fields: version, services, balancers']);
+    expect(errors(text)).toEqual(['s.yaml:2:1: error: unknown field "defaults" in the spec [LBC2001]\n  note: allowed fields: version, source-nat, services, balancers']);
     const r = checkSpec(
       `version: 1
 services:

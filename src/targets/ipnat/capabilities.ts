@@ -7,6 +7,7 @@
 import type { Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support } from '../target.js';
+import { associationsRefused } from '../associations-refused.js';
 
 /** Rules one service may turn into; weights are spelled as repeated rules. */
 export const MAX_RULES_PER_SERVICE = 1024;
@@ -117,4 +118,15 @@ export const capabilities: CapabilityTable = {
     why: 'lbc does not write port ranges for ipnat yet: how a left-side range maps onto the right side (ip_nat.c ipf_nat_newrdr) is not modelled here',
     instead: 'write one service per port, or use --target pf or pf-openbsd, or a Linux target',
   },
+  'source-nat': (svc) =>
+    svc.sourceNat?.kind === 'masquerade' && svc.family === 'ipv6'
+      ? {
+          level: 'no',
+          why: "ipnat's 0/32 (the interface's own address) is written for IPv4 maps; lbc does not write an IPv6 form it cannot check",
+          instead: 'write `source-nat: ADDRESS` (an IPv6 address of this host on the backends\' network)',
+        }
+      : { level: 'yes', note: 'a map rule per backend on the service\'s interface: the backend sees the map address, and its replies go back through both translations' },
+  ...associationsRefused(
+    'IPFilter remembers a client only in its live translations (one per flow) and, with sticky, in a host map keyed by addresses without ports (ipf_nat_hostmap() in ip_nat.c), freed with the client\'s last translation',
+  ),
 };

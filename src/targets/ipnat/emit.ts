@@ -134,11 +134,35 @@ function serviceBlocks(svc: Service): { nat: Block; filter: Block } {
     pass.push(`pass in quick on ${iface} proto ${proto} from any to ${targets[i].dst} ${ports}${flags} keep state match-tag(nat=${targets[i].tag})`);
     i = j + 1;
   }
+  rules.push(...sourceNatMaps(svc));
+  if (svc.sourceNat) notes.push(`source NAT: what goes to the backends leaves ${iface} from ${svc.sourceNat.kind === 'masquerade' ? `the address of ${iface}` : svc.sourceNat.address}`);
   const title = commentText(`service ${svc.name}: ${vip.address}/${vip.prefixLength} port ${svc.port}/${proto} on ${iface}`);
   return {
     nat: { title, notes: notes.map(commentText), rules },
     filter: { title, notes: [], rules: pass },
   };
+}
+
+/**
+ * Source NAT: a map rule per backend, for what the rdr rules send to it on the way out of the service's
+ * interface (ipnat.5: "map ifname fromto -> dstipmask [mapoptions]", with "to addr port = N" and the
+ * protocol as the map option). IPFilter translates a connection in on an rdr session and out on a map
+ * session, so the backend sees the map address; its replies are translated back by both. 0/32 means the
+ * address of the interface (ipnat.5: "map ppp0 0/0 -> 0/32").
+ */
+function sourceNatMaps(svc: Service): string[] {
+  if (!svc.sourceNat) return [];
+  const bits = svc.family === 'ipv4' ? 32 : 128;
+  const fam = svc.family === 'ipv6' ? ' inet6' : '';
+  const target = svc.sourceNat.kind === 'masquerade' ? '0/32' : `${svc.sourceNat.address}/${bits}`;
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const b of primaries(svc)) {
+    if (b.address === null || seen.has(`${b.address}|${b.port}`)) continue;
+    seen.add(`${b.address}|${b.port}`);
+    out.push(`map ${svc.interface}${fam} from any to ${b.address}/${bits} port = ${b.port} -> ${target} ${svc.protocol}`);
+  }
+  return out;
 }
 
 function backendText(b: Backend): string {

@@ -21,6 +21,7 @@ import { chainName, hex, MARK_FIELD, markValue, planLimit, planService } from '.
 import { appendAll } from '../arrays.js';
 import { LbcError } from '../../diagnostics/diagnostic.js';
 import { iptablesTier } from '../iptables/partition.js';
+import { associationsRefused } from '../associations-refused.js';
 
 const NAME = 'iptables-condition';
 
@@ -67,6 +68,15 @@ export const capabilities: CapabilityTable = {
   backup: (svc: Service): Support => {
     const why = planLimit(svc);
     return why ? { level: 'no', why, instead: 'use `lbc agent` with --target iptables or nftables' } : { level: 'yes' };
+  },
+  ...associationsRefused(
+    'this target remembers nothing per client: it balances with connection marks chosen anew for every flow, from condition files',
+    'use --target iptables (or nftables) with `lbc agent`, which keep associations per client address and port',
+  ),
+  'source-nat': {
+    level: 'no',
+    why: 'this target writes destination NAT only',
+    instead: 'use --target iptables with `lbc agent`, which writes the source NAT too',
   },
 };
 

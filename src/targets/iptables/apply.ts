@@ -15,6 +15,10 @@ import { dropState, fullMarker, readTextState, stageTextState, STATE_VERSION, st
 import { ENTRY_POINTS, type Flavor } from './emit.js';
 import { iptChanges, iptPlan, markerChain, MARKER_PREFIX, tableSection, tableStart } from './incremental.js';
 import { appendAll } from '../arrays.js';
+import { forgetDepartedAssociations, resizeAssociationSets } from './association-sets.js';
+
+/** Names of the sets an emitted ipset file creates. */
+const parseSetNames = (text: string): string[] => [...text.matchAll(/^create (\S+) /gm)].map((m) => m[1]);
 
 function fail(message: string): never {
   throw new LbcError([{ code: 'LBC5001', severity: 'error', message }]);
@@ -167,6 +171,7 @@ export async function applyIptables(flavor: Flavor, files: OutputFile[], ctx: Ap
     }
     if (loaded) {
       // The restore itself checked the jumps from the built-in chains (-C).
+      await forgetDepartedAssociations(plan.destroySets, new Set(parseSetNames(texts[1])), ctx);
       for (const name of plan.destroySets) await ctx.run(['ipset', 'destroy', name]);
       await staged.commit();
       return;
@@ -207,8 +212,8 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
     // Without ipset there can be no lbc sets to clean up; only a file that needs sets makes it an error.
     if (setsFile) throw e;
   }
-  const wantedSets = new Map<string, SetHeader & { line: string }>();
-  /** Every set the file leaves behind: sticky sets and allow lists (whose fill copies it destroys itself). */
+  const wantedSets = new Map<string, (SetHeader & { line: string }) | null>();
+  /** Every set the file leaves behind: sticky sets, allow lists (whose fill copies it destroys itself), associations. */
   const keptSets = new Set<string>();
   for (const line of (setsFile?.content ?? '').split('\n')) {
     const c = /^create (\S+) /.exec(line);
@@ -217,6 +222,8 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
     if (d) keptSets.delete(d[1]);
     const m = /^create (\S+) hash:ip family (\S+) timeout (\d+)/.exec(line);
     if (m) wantedSets.set(m[1], { family: m[2], timeout: m[3], line });
+    // Other sets (UDP associations) are lbc's too, and keep their members across loads (associations.ts).
+    else if (/^create \S+ /.test(line)) wantedSets.set(line.split(' ')[1], null);
   }
 
   if (setsFile) {
@@ -224,13 +231,14 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
     // and a set the rules refer to cannot be destroyed: build the new one aside and swap it in.
     for (const [name, want] of wantedSets) {
       const have = currentSets.get(name);
-      if (!have || (have.family === want.family && have.timeout === want.timeout)) continue;
+      if (!want || !have || (have.family === want.family && have.timeout === want.timeout)) continue;
       const tmp = `LBC-tmp-${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
       ctx.log(`${flavor.target}: set ${name}: timeout ${have.timeout}s -> ${want.timeout}s (its clients are forgotten)`);
       await ctx.run(['ipset', 'create', tmp, 'hash:ip', 'family', want.family, 'timeout', want.timeout]);
       await ctx.run(['ipset', 'swap', name, tmp]);
       await ctx.run(['ipset', 'destroy', tmp]);
     }
+    await resizeAssociationSets(setsFile.content, ctx);
     await ctx.run(['ipset', 'restore', '-exist'], setsFile.content);
   }
 
@@ -253,7 +261,7 @@ async function fullApply(flavor: Flavor, rulesText: string, setsFile: OutputFile
   await ctx.run([`${flavor.tool}-restore`, '--noflush'], restoreText(rulesText, stale, staleJumps));
   await ensureJumps(flavor, want, ctx);
 
-  for (const name of [...currentSets.keys()].sort()) {
-    if (!keptSets.has(name)) await ctx.run(['ipset', 'destroy', name]);
-  }
+  const gone = [...currentSets.keys()].filter((name) => !keptSets.has(name)).sort();
+  await forgetDepartedAssociations(gone, keptSets, ctx);
+  for (const name of gone) await ctx.run(['ipset', 'destroy', name]);
 }

@@ -28,6 +28,8 @@ import { appendAll } from '../arrays.js';
 import { allowSetLines, guardChain, guardRules, portMatches, shadowing } from './access.js';
 import { hasSeveralPorts } from '../../ir/types.js';
 import { portsText } from '../../ir/ports.js';
+import { associationRules } from './associations.js';
+import { sourceNatRules } from './source-nat.js';
 
 export interface Flavor {
   target: 'iptables' | 'ip6tables';
@@ -49,6 +51,9 @@ export const ENTRY_POINTS: ReadonlyArray<readonly [string, string, string]> = [
   ['nat', 'OUTPUT', 'LBC-OUTPUT'],
   ['mangle', 'PREROUTING', 'LBC-PREROUTING'],
   ['mangle', 'OUTPUT', 'LBC-OUTPUT'],
+  // UDP associations (associations.ts): raw for every packet, nat POSTROUTING for backends' new flows.
+  ['raw', 'PREROUTING', 'LBC-PREROUTING'],
+  ['nat', 'POSTROUTING', 'LBC-POSTROUTING'],
 ];
 
 /**
@@ -134,7 +139,9 @@ function describeService(svc: Service, rotation: RotationPlan | null): string {
 }
 
 export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
-  const services = ir.services.filter((s) => s.family === flavor.family);
+  // Services with UDP associations have rules of their own (associations.ts).
+  const assoc = associationRules(flavor, ir.services);
+  const services = ir.services.filter((s) => s.family === flavor.family && !s.associations);
   const nat: Table = { chains: ['LBC-PREROUTING'], lines: [] };
   const mangle: Table = { chains: [], lines: [] };
   // hosts: host vips with several ports, which the tree (one port per item) cannot hold; they go
@@ -256,7 +263,7 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
     }
   }
 
-  const dispatch = (t: Table, root: string, ns: string, d: Dispatch, prelude: string[] = []) => {
+  const dispatch = (t: Table, root: string, ns: string, d: Dispatch, prelude: string[] = [], first: string[] = []) => {
     const tree = buildTree(root, ns, flavor.family, d.tree);
     appendAll(t.chains, tree.chains);
     // A comment line goes with the rule after it; the root's own rules come first.
@@ -273,13 +280,14 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       dst.push(r);
       pending = [];
     }
+    appendAll(t.lines, first);
     appendAll(t.lines, prelude.map((p) => `-A ${root} ${p}`));
     appendAll(t.lines, rootLines);
     appendAll(t.lines, d.hosts.map((r) => `-A ${root} ${r}`));
     appendAll(t.lines, d.rest.map((r) => `-A ${root} ${r}`));
     appendAll(t.lines, otherLines);
   };
-  dispatch(nat, 'LBC-PREROUTING', 'T', natPre);
+  dispatch(nat, 'LBC-PREROUTING', 'T', natPre, [], assoc?.nat.prerouting);
   if (natOut.tree.length + natOut.hosts.length + natOut.rest.length) {
     nat.chains.push('LBC-OUTPUT');
     dispatch(nat, 'LBC-OUTPUT', 'O', natOut);
@@ -303,8 +311,20 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
   // Keep the tree chains' declarations next to the entry chains, service chains after.
   appendAll(nat.chains, serviceChains);
   appendAll(nat.lines, serviceLines);
+  const raw: Table = { chains: [], lines: [] };
+  const snat = sourceNatRules(flavor, services);
+  if (assoc || snat.length) nat.chains.push('LBC-POSTROUTING');
+  appendAll(nat.lines, snat);
+  if (assoc) {
+    raw.chains.push('LBC-PREROUTING', ...assoc.raw.chains);
+    appendAll(raw.lines, assoc.raw.lines);
+    nat.chains.push(...assoc.nat.chains);
+    appendAll(nat.lines, assoc.nat.postrouting);
+    appendAll(nat.lines, assoc.nat.lines);
+    appendAll(sets, assoc.sets);
+  }
 
-  const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : mangle).chains.includes(chain));
+  const entries = ENTRY_POINTS.filter(([table, , chain]) => (table === 'nat' ? nat : table === 'raw' ? raw : mangle).chains.includes(chain));
   const header = [
     ...headerLines(flavor.target, ir.file),
     `Load with \`${flavor.tool}-restore --noflush\` (as \`lbc apply\` does): it replaces the LBC- chains below and nothing else.`,
@@ -325,7 +345,14 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       'table refuses DROP, and an untranslated connection would reach the balancer itself.',
     );
   }
+  if (assoc) {
+    header.push(
+      'UDP associations: raw-table rules give each packet the conntrack zone of its association, and the',
+      `${flavor.ipsetFile} sets (hash:ip,port) hold the associations; loading this file again keeps them.`,
+    );
+  }
   const tables = [
+    ...(raw.chains.length ? [{ name: 'raw', ...raw }] : []),
     ...(mangle.chains.length ? [{ name: 'mangle', ...mangle }] : []),
     { name: 'nat', ...nat },
   ];
@@ -338,6 +365,7 @@ export function emitIptables(flavor: Flavor, ir: IR): OutputFile[] {
       ...(guardChains.length
         ? ['One hash:net set per allow list (A-), filled in a copy (N-) that is swapped in, so a reload never empties it.']
         : []),
+      ...(assoc ? ['UDP associations: per service one hash:ip,port set of every association (-all) and one per backend.'] : []),
     ];
     files.push({ name: flavor.ipsetFile, content: renderTemplate('iptables', 'ipset', { header: setHeader, sets }) });
   }

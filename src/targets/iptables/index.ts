@@ -6,6 +6,7 @@
 import type { Service } from '../../ir/types.js';
 import { primaries } from '../../ir/types.js';
 import type { CapabilityTable, Support, TargetDefinition } from '../target.js';
+import { sourceNatBesideAssociations } from '../associations.js';
 import { applyIptables } from './apply.js';
 import { iptablesStatus, planIptables, removeIptables } from './lifecycle.js';
 import { emitIptables, IPV4, IPV6, type Flavor } from './emit.js';
@@ -31,6 +32,13 @@ const capabilities: CapabilityTable = {
   'mode.nth': rotationLimit,
   health: { level: 'yes', note: 'checks are done by `lbc agent`, which recompiles without the backends that are down' },
   backup: { level: 'yes', note: 'backup backends get no rules; `lbc agent` recompiles with them when every primary is down' },
+  associations: { level: 'yes', note: 'hash:ip,port ipsets remember each client address and port; conntrack rewrites, each backend\'s flows in a conntrack zone of their own (raw table)' },
+  'associations.full': {
+    level: 'approx',
+    note: 'ipset cannot evict the least recently used member (forceadd drops an arbitrary one, which may be a session in use): when the set is full a newcomer goes to the backend a hash of its address and port picks (HMARK, which sets the packet mark), without being remembered; the same backend on every packet, and after conntrack -F, while the backends stay the same',
+  },
+  'source-nat': sourceNatBesideAssociations('sets and give every flow the conntrack zone of its backend'),
+  'associations.backend-initiated': { level: 'yes', note: "a backend's first packet to a client adds the client to its set and leaves from the vip (SNAT to vip:port)" },
 };
 
 function define(flavor: Flavor, title: string): TargetDefinition {

@@ -8,6 +8,8 @@ import { portsText } from '../../ir/ports.js';
 import type { OutputFile } from '../target.js';
 import { renderTemplate } from '../template.js';
 import { commentText, headerLines } from '../text.js';
+import { buildAssociations, renderAssociations } from './associations.js';
+import { buildSourceNat, type SourceNatLayout } from './source-nat.js';
 import { buildLayout, hashSeed, hex32, reducedWeights, STICKY_SET_SIZE, type Hook, type Layout, type SharedMap } from './layout.js';
 
 export const RULES_FILE = 'nftables.nft';
@@ -67,7 +69,7 @@ const KIND_TEXT: Record<Layout['dispatch'][number]['kind'], string> = {
   anyr: 'without vip with a port range (an interval map, after the plain one)',
 };
 
-export function renderLayout(ir: IR, layout: Layout): string {
+export function renderLayout(ir: IR, layout: Layout, sourceNat: SourceNatLayout | null = null): string {
   const sets = layout.services.flatMap((c) =>
     c.sets.map((s) => ({ name: s.name, type: s.type, timeout: `${s.timeoutSeconds}s`, size: STICKY_SET_SIZE })),
   );
@@ -119,16 +121,27 @@ export function renderLayout(ir: IR, layout: Layout): string {
       comment: `${HOOKS[h].comment} ${layout.shared.some((m) => m.hook === h) ? 'Shared selection maps and host vips' : 'Host vips'} first, then CIDR vips (longest prefix first), then services without vip.`,
       // Per family, the shared maps' rules come right before the family's dispatch maps: a service
       // they hold is a host vip no other service shares, so it is matched before any CIDR or vip-less one.
+      priority: -100,
       rules: (['ipv4', 'ipv6'] as const).flatMap((f) => [
         ...layout.shared.filter((m) => m.hook === h && m.family === f).map((m) => m.rule),
         ...layout.dispatch.filter((m) => m.hook === h && m.family === f).map((m) => m.rule),
       ]),
     }))
     .filter((h) => h.rules.length > 0);
+  if (sourceNat) {
+    // source-nat.ts: 100 is NF_IP_PRI_NAT_SRC (the srcnat keyword).
+    for (const m of sourceNat.maps) maps.push({ name: m.name, comments: ['Source NAT by the backend a connection was sent to (address . protocol . port).'], type: m.type, interval: false, elements: m.elements });
+    for (const c of sourceNat.chains) chains.push({ name: c.name, comments: [], rules: c.rules });
+    hooks.push({ name: 'postrouting', hook: 'postrouting', comment: 'Source NAT of what is sent to the backends of services with source-nat.', priority: 100, rules: sourceNat.rules });
+  }
   const allowSets = layout.allowSets.map((a) => ({ ...a, comment: `Clients service ${a.service} balances (its allow list); the first rule of its chain drops everyone else.` }));
   return renderTemplate('nftables', 'ruleset', { header: headerLines('nftables', ir.file), sets, allowSets, maps: [...sharedMaps, ...maps], chains, hooks });
 }
 
 export function emitNftables(ir: IR): OutputFile[] {
-  return [{ name: RULES_FILE, content: renderLayout(ir, buildLayout(ir.services)) }];
+  // Services with UDP associations live in their own table (associations.ts), which loads keep.
+  const assoc = buildAssociations(ir.services);
+  const plain = assoc ? ir.services.filter((s) => !s.associations) : ir.services;
+  const main = renderLayout(ir, buildLayout(plain), buildSourceNat(plain));
+  return [{ name: RULES_FILE, content: assoc ? `${main}${renderAssociations(assoc)}` : main }];
 }

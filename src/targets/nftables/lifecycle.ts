@@ -1,18 +1,26 @@
 /**
- * `lbc status`, `lbc plan` and `lbc remove` for nftables. lbc owns exactly one table, `inet lbc`: removing
- * it is one `nft delete table`, and the kernel's listing of it is what status and plan read.
+ * `lbc status`, `lbc plan` and `lbc remove` for nftables. lbc owns the table `inet lbc`, and `inet lbc_assoc`
+ * when a service has UDP associations: removing them is one `nft delete table` each, and the kernel's
+ * listing of them is what status and plan read.
  */
 import type { ApplyContext, OutputFile } from '../target.js';
 import { dropState, readTextState, stateFilePath } from '../applied-state.js';
 import { inScratchNamespace, trackedByDestination, unifiedDiff, type PlanReport, type TargetStatus } from '../lifecycle.js';
 import { MARKER_PREFIX, markerChain, planFromState } from './incremental.js';
 import { RULES_FILE, TABLE } from './emit.js';
+import { ASSOC_TABLE, splitAssociations, terseTable } from './associations.js';
 
-/** `nft list table inet lbc`, or null when the table does not exist. */
+/**
+ * `nft list table inet lbc` (and lbc's associations table after it, terse: its elements are the packet
+ * path's, and listing them costs seconds at a million associations), or null when lbc's table does not
+ * exist. Whether a table exists is read from the terse ruleset, which nft lists without fetching any set
+ * element (`nft list tables` fetches them all: associations.ts, terseTable()).
+ */
 async function listTable(ctx: ApplyContext): Promise<string | null> {
-  const tables = await ctx.query(['nft', 'list', 'tables']);
-  if (!tables.split('\n').some((l) => l.trim() === `table ${TABLE}`)) return null;
-  return ctx.query(['nft', 'list', 'table', ...TABLE.split(' ')]);
+  if ((await terseTable(ctx, TABLE)) === null) return null;
+  const own = await ctx.query(['nft', 'list', 'table', ...TABLE.split(' ')]);
+  const assoc = await terseTable(ctx, ASSOC_TABLE);
+  return assoc === null ? own : `${own}${assoc}\n`;
 }
 
 /**
@@ -59,10 +67,12 @@ export function comparableListing(listing: string): string {
 
 export async function removeNftables(ctx: ApplyContext): Promise<void> {
   const stateFile = stateFilePath(ctx, 'nftables');
-  if ((await listTable(ctx)) === null) ctx.log(`nftables: table ${TABLE} is not loaded; nothing to remove`);
-  else {
-    ctx.log(`nftables: deleting table ${TABLE}`);
-    await ctx.run(['nft', 'delete', 'table', ...TABLE.split(' ')]);
+  const owned: string[] = [];
+  for (const t of [TABLE, ASSOC_TABLE]) if ((await terseTable(ctx, t)) !== null) owned.push(t);
+  if (owned.length === 0) ctx.log(`nftables: table ${TABLE} is not loaded; nothing to remove`);
+  for (const t of owned) {
+    ctx.log(`nftables: deleting table ${t}${t === ASSOC_TABLE ? ' (and every UDP association in it)' : ''}`);
+    await ctx.run(['nft', 'delete', 'table', ...t.split(' ')]);
   }
   if (!ctx.dryRun) await dropState(stateFile);
 }
@@ -108,7 +118,8 @@ export async function planNftables(files: OutputFile[], ctx: ApplyContext): Prom
     return comparableListing((await listTable(scratch)) ?? '');
   });
   const state = ctx.fullApply ? null : readTextState(stateFilePath(ctx, 'nftables'), 'nftables');
-  const partial = state ? planFromState(state, text) : null;
+  const main = (t: string) => splitAssociations(t).main;
+  const partial = state ? planFromState({ ...state, texts: state.texts.map(main) }, main(text)) : null;
   const method = partial
     ? partial.empty
       ? 'nothing to load: the record says this ruleset is loaded (apply only checks its marker)'
@@ -120,6 +131,6 @@ export async function planNftables(files: OutputFile[], ctx: ApplyContext): Prom
     unchanged: diff === '',
     method: partial?.empty && diff ? `${method}; but the kernel's table differs from that record (edited by hand?): only \`lbc apply --full\` puts it right` : method,
     diff,
-    basis: `the live \`nft list table ${TABLE}\` against the same listing of the new file loaded into a scratch network namespace (counters, sticky clients and lbc's marker left out)`,
+    basis: `the live \`nft list table ${TABLE}\` (and the terse listing of ${ASSOC_TABLE}, without its associations) against the same listing of the new file loaded into a scratch network namespace (counters, sticky clients and lbc's marker left out)`,
   };
 }

@@ -43,7 +43,7 @@ import { pfTier } from '../carp/index.js';
 import { headerLines } from '../text.js';
 import {
   backendAddress, cascade, endpoints, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, percent,
-  poolName, poolPort, portsSupport, serviceComment,
+  poolName, poolPort, portsSupport, serviceComment, sourceNatTarget,
 } from '../pf/common.js';
 import { allowTable, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
 import { pfCapabilities } from '../pf/index.js';
@@ -159,7 +159,10 @@ function serviceBlock(f: RdrToFlavour, svc: Service): Block {
   const name = poolName(svc);
   const prim = primaries(svc);
   const comment = serviceComment(svc, f.target);
-  const head = `pass in quick ${fromSource(matchText(svc), allowedSource(svc))}`;
+  const nat = sourceNatTarget(svc);
+  // With source NAT the translated connections are tagged, and a pass out rule tagged with it translates
+  // their source on the way to the backends (OpenBSD parse.y filter_opt NATTO; pf keeps a packet's tag).
+  const head = `pass in quick ${fromSource(matchText(svc), allowedSource(svc))}${nat ? ` tag ${name}` : ''}`;
   const state = keepState(svc);
   const tables: string[] = [];
   const rules: string[] = [];
@@ -200,6 +203,10 @@ function serviceBlock(f: RdrToFlavour, svc: Service): Block {
   // After the service's pass rules, which take the allowed clients first (quick).
   const refused = refusedRule(svc, matchText(svc));
   if (refused) rules.push(refused);
+  if (nat) {
+    const on = svc.interface ? ` on ${svc.interface}` : '';
+    rules.push(`pass out quick${on} ${svc.family === 'ipv4' ? 'inet' : 'inet6'} proto ${svc.protocol} all tagged ${name} nat-to ${nat} keep state`);
+  }
   return { comment, tables, rules };
 }
 

@@ -187,6 +187,28 @@ export function interfaceSupport(svc: Service): Support {
   return { level: 'yes' };
 }
 
+/**
+ * Where source NAT sends a connection from: `(IF)`, the address of the service's interface (the
+ * balancer beside its servers on one network, the one-arm case source NAT is for), or the address.
+ * pf.conf(5) TRANSLATION: "(interface)" follows the interface's address as it changes.
+ */
+export function sourceNatTarget(svc: Service): string | null {
+  if (!svc.sourceNat) return null;
+  return svc.sourceNat.kind === 'masquerade' ? `(${svc.interface})` : svc.sourceNat.address;
+}
+
+/** pf needs an interface to take an address from for masquerade. */
+export function sourceNatSupport(svc: Service): Support {
+  if (svc.sourceNat?.kind === 'masquerade' && !svc.interface) {
+    return {
+      level: 'no',
+      why: 'pf translates to an interface\'s address only when told which interface ("-> (em0)"), and this service has none',
+      instead: 'give the service an `interface` (in a one-arm setup the one its clients and backends share), or write `source-nat: ADDRESS`',
+    };
+  }
+  return { level: 'yes', note: 'a nat rule for the connections the service\'s rules tagged, on their way out to the backends' };
+}
+
 export function serviceComment(svc: Service, target: string): string[] {
   const dest = svc.vip ? `${svc.vip.address}${svc.vip.isHost ? '' : `/${svc.vip.prefixLength}`}` : svc.interface ? `(${svc.interface})` : 'any';
   const lines = [

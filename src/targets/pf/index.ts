@@ -14,9 +14,10 @@ import { pfAgentDriver, pfAnchorApply } from '../../agent-bsd/pf.js';
 import { bsdPlan, pfRemove, pfStatus } from '../../agent-bsd/lifecycle.js';
 import { headerLines } from '../text.js';
 import { pfTier } from '../carp/index.js';
+import { associationsRefused } from '../associations-refused.js';
 import {
   MAX_REPEATED_ENTRIES, backendAddress, exactBlock, hashKey, interfaceSupport, keepState, localBackendSupport, matchText, poolName,
-  poolPort, portsSupport, reducedWeights, serviceComment, smoothOrder,
+  poolPort, portsSupport, reducedWeights, serviceComment, smoothOrder, sourceNatSupport, sourceNatTarget,
 } from './common.js';
 import { allowTable, allowedSource, fromSource, refusedRule } from './allow.js';
 
@@ -96,12 +97,17 @@ export const pfCapabilities: CapabilityTable = {
   allow: { level: 'yes', note: 'a const table of the client blocks, translation only from it, and a quick block drop rule for everyone else' },
   'ports.list': portsSupport,
   'ports.range': portsSupport,
+  'source-nat': sourceNatSupport,
+  ...associationsRefused(
+    'pf remembers where a client went only in its states (one per flow, gone at their timeout or with `pfctl -F states`) and in source nodes keyed by the source address alone (sticky-address; pf_find_src_node() in pf.c): nothing keeps a client address and port on its backend across flows, or lets a backend start one',
+  ),
 };
 
 interface Block {
   comment: string[];
   tables: string[];
   rdr: string[];
+  nat: string[];
   pass: string[];
 }
 
@@ -141,11 +147,20 @@ function serviceBlock(svc: Service): Block {
   const on = svc.interface ? ` on ${svc.interface}` : '';
   const af = svc.family === 'ipv4' ? 'inet' : 'inet6';
   const refused = refusedRule(svc, matchText(svc));
+  // Source NAT: the rdr rule's tag marks the connections on their way out too (pf keeps a packet's tag),
+  // so a nat rule `tagged` with it translates exactly those (FreeBSD parse.y natrule takes tagged), and
+  // they are passed out even under a default block. pf.conf(5) TRANSLATION: rdr and nat on one interface.
+  const nat = sourceNatTarget(svc);
   return {
     comment,
     tables,
     rdr: [`rdr ${fromSource(matchText(svc), allowedSource(svc))} tag ${name} -> ${pool}`],
-    pass: [...(refused ? [refused] : []), `pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`],
+    nat: nat ? [`nat${on} ${af} proto ${svc.protocol} all tagged ${name} -> ${nat}`] : [],
+    pass: [
+      ...(refused ? [refused] : []),
+      `pass in quick${on} ${af} proto ${svc.protocol} all tagged ${name} ${keepState(svc)}`,
+      ...(nat ? [`pass out quick${on} ${af} proto ${svc.protocol} all tagged ${name} keep state`] : []),
+    ],
   };
 }
 

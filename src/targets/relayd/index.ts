@@ -64,6 +64,7 @@ import { commentText, headerLines } from '../text.js';
 import { gcd } from '../weights.js';
 import { pfTier } from '../carp/index.js';
 import { allowTable, allowTableName, allowedSource, fromSource, refusedRule } from '../pf/allow.js';
+import { associationsRefused } from '../associations-refused.js';
 
 
 const no = (why: string, instead: string): Support => ({ level: 'no', why, instead });
@@ -197,6 +198,13 @@ function capabilitiesFor(f: RelaydFlavour): CapabilityTable {
         ? 'relayd matches any source, so the allow list is a pf table, a "no rdr" rule for everyone else before relayd\'s rdr-anchor and a block rule for them (the untranslated connections are dropped)'
         : 'relayd matches any source, so the allow list is a pf table and a quick block rule before relayd\'s anchor (the refused connections are dropped before relayd\'s rules)',
     },
+    ...associationsRefused(
+      'relayd redirections are pf rdr rules in its anchor: pf remembers a client only in per-flow states and in source nodes keyed by the source address alone (sticky-address), never by address and port',
+    ),
+    'source-nat': no(
+      'relayd writes only the redirection (rdr) rules of its anchor; a source NAT rule would have to be in the main pf.conf, outside relayd',
+      'compile with --target pf (or pf-openbsd), which writes the nat rule, or add a nat rule for the backends to pf.conf yourself',
+    ),
   };
 }
 

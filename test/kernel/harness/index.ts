@@ -29,6 +29,8 @@
  *   (rejects on a non-zero exit, 60 s limit); topo.applyContext(nsKey) is an ApplyContext for a target's apply().
  * - topo.startServers(nsKey, listeners): identity servers ({protocol, address, port, id}); resolves when all
  *   are bound. Use 'lb' for local-port backends (REDIRECT), 'be' for remote backends.
+ * - topo.startUdpPeer(nsKey, sockets): UDP sockets on chosen addresses and ports, driven from the test
+ *   (udp-peer.ts): send from any of them, wait for what each receives; echo sockets answer with their id.
  * - topo.connect({host, port, protocol, count, sources?, from?, timeoutMs?}): `count` sequential connections
  *   (TCP: connect and read the identity; UDP: one request/response) from `from` (default 'cl'), cycling
  *   through `sources` (default: the namespace's primary address), each from a source port never used before
@@ -47,6 +49,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import type { ApplyContext } from '../../../src/targets/target.js';
+import { UdpPeer, type UdpSocketSpec } from './udp-peer.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -218,6 +221,11 @@ export class Topology {
         reject(new Error(`servers in ${ns} exited (${code}): ${out}${err}`));
       });
     });
+  }
+
+  /** UDP sockets bound to chosen addresses and ports in one namespace (udp-peer.ts); stopped by destroy(). */
+  startUdpPeer(ns: NsKey, sockets: UdpSocketSpec[]): Promise<UdpPeer> {
+    return UdpPeer.start(this.ns[ns], sockets, (c) => this.procs.push(c));
   }
 
   async connect(o: ConnectOptions): Promise<ConnResult[]> {
